@@ -1,0 +1,45 @@
+# Quick start: `make serve` and `make test` on a fresh machine (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+# The CPU wheel lies on disk on CPU hosts; on a GPU host pick the CUDA build you want.
+TORCH  ?= torch==2.13.0
+EXTRAS ?= onnx,dev,loadtest
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-$(shell echo '$(TORCH) $(EXTRAS)' | md5sum | cut -c1-8)
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODEL ?= models/scott-tiny
+
+.PHONY: venv serve test lint fmt bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+serve: $(STAMP)
+	$(BIN)/scott serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serving.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

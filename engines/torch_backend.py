@@ -1,0 +1,73 @@
+"""PyTorch eager backend: the diffusers modules themselves; fp16 + channels-last on CUDA."""
+
+from __future__ import annotations
+
+import torch
+
+from scott.models import ModelBundle
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The device to run on: the one asked for (which must exist), else CUDA when present, else CPU."""
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {requested!r} asked for, but this torch build sees no CUDA device")
+    return device
+
+
+class TorchBackend:
+    """Runs a ModelBundle's text encoder, UNet and VAE decoder with PyTorch."""
+
+    name = "torch"
+
+    def __init__(self, bundle: ModelBundle, device: torch.device, dtype: torch.dtype | None = None) -> None:
+        self.device = device
+        self.dtype = dtype or default_dtype(device)
+        # Load the bundle in self.dtype (load_model(dtype=...)): casting here would skip diffusers'
+        # keep-in-fp32 rules for modules that need them.
+        self.text_encoder = bundle.text_encoder.to(device=device).eval()
+        self.unet = bundle.unet.to(device=device).eval()
+        self.vae = bundle.vae.to(device=device).eval()
+        if device.type == "cuda":
+            # Channels-last lets cuDNN pick NHWC tensor-core convolutions.
+            self.unet.to(memory_format=torch.channels_last)
+            self.vae.to(memory_format=torch.channels_last)
+        self.vae_scaling = float(self.vae.config.scaling_factor)
+        shift = getattr(self.vae.config, "shift_factor", None)
+        self.vae_shift = float(shift) if shift is not None else 0.0
+
+    @torch.inference_mode()
+    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.text_encoder(input_ids.to(self.device)).last_hidden_state
+        return hidden.to(torch.float32)
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text_embeddings: torch.Tensor,
+        timestep_cond: torch.Tensor | None,
+    ) -> torch.Tensor:
+        out = self.unet(
+            latents.to(self.device, self.dtype),
+            timesteps.to(self.device),
+            encoder_hidden_states=text_embeddings.to(self.device, self.dtype),
+            timestep_cond=None if timestep_cond is None else timestep_cond.to(self.device, self.dtype),
+        ).sample
+        return out.to(torch.float32)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        scaled = latents / self.vae_scaling + self.vae_shift
+        return self.vae.decode(scaled.to(self.device, self.dtype)).sample.to(torch.float32)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

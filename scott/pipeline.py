@@ -1,0 +1,213 @@
+"""Prompt -> tokens -> text embeddings -> few-step sampler -> VAE decode -> images, with stage timings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import CLIPTokenizer
+
+from scott.backend import DiffusionBackend
+from scott.models import ModelBundle
+from scott.sampler import draw_noise, sample_consistency, sample_generators
+from scott.schedule import NoiseSchedule, guidance_scale_embedding
+
+MAX_STEPS = 4
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a served model supports; request validation and defaults read it."""
+
+    name: str
+    latent_channels: int
+    vae_scale_factor: int
+    default_size: int
+    size_multiple: int  # width and height must be multiples of this (VAE factor x UNet downsampling)
+    min_size: int
+    max_size: int
+    guidance_embedding_dim: int | None  # LCM-style UNets take w as an embedding; None: true CFG
+    max_prompt_tokens: int
+    default_steps: int = 4
+    default_guidance_scale: float = 1.0
+    default_gamma: float = 0.3
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle, name: str | None = None) -> ModelInfo:
+        factor = bundle.vae_scale_factor
+        multiple = factor * 2 ** (len(bundle.unet.config.block_out_channels) - 1)
+        size = bundle.default_size
+        dim = bundle.unet.config.time_cond_proj_dim
+        return cls(
+            name=name or (bundle.path.name if bundle.path else "unnamed"),
+            latent_channels=int(bundle.unet.config.in_channels),
+            vae_scale_factor=factor,
+            default_size=size,
+            size_multiple=multiple,
+            min_size=max(multiple, size // 2),
+            max_size=size * 2,
+            guidance_embedding_dim=int(dim) if dim is not None else None,
+            max_prompt_tokens=int(bundle.tokenizer.model_max_length),
+            # A guidance-embedded student was distilled for w > 1; plain CFG doubles the cost, so off.
+            default_guidance_scale=8.0 if dim is not None else 1.0,
+        )
+
+    def check_size(self, width: int, height: int) -> str | None:
+        """None if the model can make images of this size, else what is wrong with it."""
+        for label, side in (("width", width), ("height", height)):
+            if not self.min_size <= side <= self.max_size or side % self.size_multiple:
+                return (
+                    f"{label} {side} is not supported: must be a multiple of {self.size_multiple} "
+                    f"between {self.min_size} and {self.max_size}"
+                )
+        return None
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image to make. Requests with the same batch_key can share UNet calls."""
+
+    prompt: str
+    seed: int
+    steps: int
+    guidance_scale: float
+    gamma: float
+    width: int
+    height: int
+
+    @property
+    def batch_key(self) -> tuple[int, int, int]:
+        # Guidance, gamma, seed and prompt are per-sample in the sampler; only the number of
+        # UNet calls and the latent shape must match.
+        return (self.steps, self.width, self.height)
+
+
+@dataclass
+class StageTimings:
+    """Seconds spent per stage for one batch."""
+
+    text: float = 0.0
+    unet: float = 0.0
+    vae: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.text + self.unet + self.vae
+
+
+@dataclass
+class GenerationOutput:
+    images: np.ndarray  # (B, H, W, 3) uint8
+    timings: StageTimings
+    prompt_truncated: list[bool] = field(default_factory=list)
+
+
+class TextToImagePipeline:
+    """Runs batches of ImageRequests through one backend. Stateless between calls."""
+
+    def __init__(
+        self,
+        backend: DiffusionBackend,
+        tokenizer: CLIPTokenizer,
+        schedule: NoiseSchedule,
+        info: ModelInfo,
+    ) -> None:
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.schedule = schedule
+        self.info = info
+        self._empty_prompt: torch.Tensor | None = None  # cached for classifier-free guidance
+
+    # -- text -------------------------------------------------------------------------------------
+
+    def tokenize(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
+        """Token ids padded to the encoder's window, and whether each prompt had to be truncated."""
+        window = self.info.max_prompt_tokens
+        full = self.tokenizer(list(prompts), truncation=False)["input_ids"]
+        ids = self.tokenizer(
+            list(prompts), padding="max_length", max_length=window, truncation=True, return_tensors="pt"
+        )["input_ids"]
+        return ids, [len(tokens) > window for tokens in full]
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.tokenizer(prompt, truncation=False)["input_ids"])
+
+    def _encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
+        ids, truncated = self.tokenize(prompts)
+        return self.backend.encode_text(ids.to(self.backend.device)), truncated
+
+    def _empty_prompt_embedding(self) -> torch.Tensor:
+        if self._empty_prompt is None:
+            self._empty_prompt, _ = self._encode([""])
+        return self._empty_prompt
+
+    # -- generation -------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[ImageRequest]) -> GenerationOutput:
+        """Make one image per request; all requests must share a batch_key."""
+        if not requests:
+            raise ValueError("generate needs at least one request")
+        keys = {r.batch_key for r in requests}
+        if len(keys) != 1:
+            raise ValueError(f"requests in one batch must share (steps, width, height), got {sorted(keys)}")
+        steps, width, height = keys.pop()
+        if not 1 <= steps <= MAX_STEPS:
+            raise ValueError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
+        problem = self.info.check_size(width, height)
+        if problem:
+            raise ValueError(problem)
+
+        backend, device, timings = self.backend, self.backend.device, StageTimings()
+        batch = len(requests)
+
+        start = time.perf_counter()
+        text, truncated = self._encode([r.prompt for r in requests])
+        guidance = torch.tensor([r.guidance_scale for r in requests], dtype=torch.float32)
+        model = self._guided_model(text, guidance)
+        backend.synchronize()
+        timings.text = time.perf_counter() - start
+
+        start = time.perf_counter()
+        factor = self.info.vae_scale_factor
+        generators = sample_generators([r.seed for r in requests])
+        latents = draw_noise(generators, (self.info.latent_channels, height // factor, width // factor), device)
+        timesteps = self.schedule.inference_timesteps(steps).repeat(batch, 1)
+        gamma = torch.tensor([r.gamma for r in requests], dtype=torch.float32)
+        clean = sample_consistency(model, self.schedule, timesteps, latents, gamma, generators)
+        backend.synchronize()
+        timings.unet = time.perf_counter() - start
+
+        start = time.perf_counter()
+        images = backend.decode(clean)
+        pixels = to_uint8(images)
+        timings.vae = time.perf_counter() - start
+        return GenerationOutput(images=pixels, timings=timings, prompt_truncated=truncated)
+
+    def _guided_model(self, text: torch.Tensor, guidance: torch.Tensor):
+        """The sampler's model function: one UNet call with a guidance embedding, or true CFG."""
+        backend, device = self.backend, self.backend.device
+        dim = self.info.guidance_embedding_dim
+        if dim is not None:
+            cond = guidance_scale_embedding(guidance, dim).to(device)
+            return lambda z, t: backend.predict(z, t, text, cond)
+        if bool((guidance == 1.0).all()):
+            return lambda z, t: backend.predict(z, t, text, None)
+        # Classifier-free guidance: eps_u + w (eps_c - eps_u), both halves in one UNet call.
+        uncond = self._empty_prompt_embedding().expand_as(text)
+        w = guidance.to(device).reshape(-1, 1, 1, 1)
+
+        def cfg_model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out = backend.predict(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, text]), None)
+            out_uncond, out_text = out.chunk(2)
+            return out_uncond + w * (out_text - out_uncond)
+
+        return cfg_model
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) in [-1, 1] -> (B,H,W,3) uint8, rounding as diffusers' image processor does."""
+    images = (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    return (images * 255).round().astype(np.uint8)
