@@ -10,9 +10,7 @@ from scott.pipeline import ModelInfo, TextToImagePipeline
 BACKENDS = ("torch",)
 
 
-def load_pipeline(
-    model_dir: str | Path, backend: str = "torch", device: str | None = None
-) -> TextToImagePipeline:
+def load_pipeline(model_dir: str | Path, backend: str = "torch", device: str | None = None) -> TextToImagePipeline:
     """Load a diffusers-format folder and wrap it in a pipeline on the named backend.
 
     A backend that cannot run here raises with what is missing; nothing falls back silently.

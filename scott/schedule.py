@@ -26,9 +26,7 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     return 1.0 - alphas
 
 
-def make_betas(
-    num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str
-) -> torch.Tensor:
+def make_betas(num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str) -> torch.Tensor:
     """DDPM betas in float32, computed exactly as diffusers' schedulers compute them."""
     if beta_schedule == "linear":
         return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
