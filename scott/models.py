@@ -126,6 +126,7 @@ _SD15_SCHEDULER: dict[str, Any] = {
     "original_inference_steps": 50,
     "timestep_scaling": 10.0,
     "set_alpha_to_one": True,
+    "steps_offset": 1,
 }
 
 # The embedded model's shape: 64x64 images, 8x8x4 latents (SD's 8x VAE), a 128-wide CLIP,

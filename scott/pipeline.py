@@ -173,10 +173,11 @@ class TextToImagePipeline:
         start = time.perf_counter()
         factor = self.info.vae_scale_factor
         generators = sample_generators([r.seed for r in requests])
-        latents = draw_noise(generators, (self.info.latent_channels, height // factor, width // factor), device)
+        latent_shape = (self.info.latent_channels, height // factor, width // factor)
+        noise = draw_noise(generators, latent_shape, steps, device)
         timesteps = self.schedule.inference_timesteps(steps).repeat(batch, 1)
         gamma = torch.tensor([r.gamma for r in requests], dtype=torch.float32)
-        clean = sample_consistency(model, self.schedule, timesteps, latents, gamma, generators)
+        clean = sample_consistency(model, self.schedule, timesteps, noise, gamma)
         backend.synchronize()
         timings.unet = time.perf_counter() - start
 

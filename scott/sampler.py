@@ -26,11 +26,23 @@ def sample_generators(seeds: Sequence[int]) -> list[torch.Generator]:
 
 
 def draw_noise(
-    generators: Sequence[torch.Generator], shape: Sequence[int], device: torch.device | str = "cpu"
+    generators: Sequence[torch.Generator],
+    latent_shape: Sequence[int],
+    num_steps: int,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Standard normal noise (B, *shape): sample b comes from generators[b] alone."""
-    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in generators])
-    return noise.to(device)
+    """All the noise of a num_steps run, (B, num_steps, *latent_shape): sample b from generators[b] alone.
+
+    Drawn one latent at a time, in the order diffusers' pipelines and schedulers draw it
+    (starting latents, then one per re-noising step), so the same seed gives the same numbers.
+    """
+    noise = torch.stack(
+        [
+            torch.stack([torch.randn(tuple(latent_shape), generator=g, dtype=torch.float32) for _ in range(num_steps)])
+            for g in generators
+        ]
+    )
+    return noise.to(device, non_blocking=True)
 
 
 def consistency_denoise(
@@ -82,27 +94,27 @@ def sample_consistency(
     model: ModelFn,
     schedule: NoiseSchedule,
     timesteps: torch.Tensor,
-    latents: torch.Tensor,
+    noise: torch.Tensor,
     gamma: torch.Tensor,
-    generators: Sequence[torch.Generator],
     boundary_condition: bool = True,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Multistep stochastic consistency sampling; returns the predicted clean latents.
 
-    timesteps: (B, S) long, descending per row; latents: (B,C,H,W) starting noise at timesteps[:, 0];
-    gamma: (B,) in [0, 1]; generators: one per sample, continuing the stream that drew `latents`.
+    timesteps: (B, S) long, descending per row. noise: (B, S, C, H, W), all the noise the run uses,
+    drawn up front (one transfer, no host work between UNet calls): [:, 0] is the starting latent at
+    timesteps[:, 0], [:, i] the fresh noise of re-noising step i. gamma: (B,) in [0, 1].
     """
-    if timesteps.dim() != 2 or timesteps.shape[0] != latents.shape[0]:
-        raise ValueError(f"timesteps must be (batch, steps), got {tuple(timesteps.shape)}")
-    if len(generators) != latents.shape[0]:
-        raise ValueError(f"need one generator per sample: {len(generators)} for batch {latents.shape[0]}")
+    batch, num_steps = timesteps.shape if timesteps.dim() == 2 else (-1, -1)
+    if num_steps < 1 or batch != noise.shape[0]:
+        raise ValueError(f"timesteps must be (batch, steps) for batch {noise.shape[0]}, got {tuple(timesteps.shape)}")
+    if noise.dim() != 5 or noise.shape[1] != num_steps:
+        raise ValueError(f"noise must be (batch, {num_steps}, C, H, W), got {tuple(noise.shape)}")
     if bool(((gamma < 0) | (gamma > 1)).any()):
         raise ValueError("gamma must be in [0, 1]")
-    device = latents.device
+    device = noise.device
     timesteps, gamma = timesteps.to(device), gamma.to(device)
-    z = latents.to(torch.float32)
-    num_steps = timesteps.shape[1]
+    z = noise[:, 0].to(torch.float32)
     for i in range(num_steps):
         t = timesteps[:, i]
         if on_step is not None:
@@ -110,6 +122,5 @@ def sample_consistency(
         x0 = consistency_denoise(schedule, model(z, t).to(torch.float32), z, t, boundary_condition)
         if i == num_steps - 1:
             return x0
-        noise = draw_noise(generators, z.shape[1:], device)
-        z = renoise(schedule, x0, z, t, timesteps[:, i + 1], gamma, noise)
+        z = renoise(schedule, x0, z, t, timesteps[:, i + 1], gamma, noise[:, i + 1])
     raise AssertionError("unreachable: timesteps has at least one step")

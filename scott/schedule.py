@@ -20,7 +20,8 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     """Rescale betas so the last timestep has zero SNR (Lin et al. 2023, arXiv 2305.08891, Alg. 1)."""
     alphas_bar_sqrt = torch.cumprod(1.0 - betas, dim=0).sqrt()
     first, last = alphas_bar_sqrt[0].clone(), alphas_bar_sqrt[-1].clone()
-    alphas_bar_sqrt = (alphas_bar_sqrt - last) * first / (first - last)
+    # Same operation order as diffusers, so the float32 tables are bit-identical.
+    alphas_bar_sqrt = (alphas_bar_sqrt - last) * (first / (first - last))
     alphas_bar = alphas_bar_sqrt**2
     alphas = torch.cat([alphas_bar[:1], alphas_bar[1:] / alphas_bar[:-1]])
     return 1.0 - alphas
