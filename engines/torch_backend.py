@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from engines.cuda_graphs import CudaGraphRunner
 from scott.models import ModelBundle
 
 
@@ -26,7 +27,14 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, bundle: ModelBundle, device: torch.device, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: torch.device,
+        dtype: torch.dtype | None = None,
+        cuda_graphs: bool | None = None,
+    ) -> None:
+        """cuda_graphs: replay the text encoder and UNet as CUDA graphs (default: on when on CUDA)."""
         self.device = device
         self.dtype = dtype or default_dtype(device)
         # Load the bundle in self.dtype (load_model(dtype=...)): casting here would skip diffusers'
@@ -38,14 +46,28 @@ class TorchBackend:
             # Channels-last lets cuDNN pick NHWC tensor-core convolutions.
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
+        if cuda_graphs is None:
+            cuda_graphs = device.type == "cuda"
+        if cuda_graphs and device.type != "cuda":
+            raise RuntimeError("CUDA graphs need a CUDA device; this backend runs on " + str(device))
+        self.cuda_graphs = cuda_graphs
+        self._unet_call = CudaGraphRunner(self._unet_forward) if cuda_graphs else self._unet_forward
+        self._text_call = CudaGraphRunner(self._text_forward) if cuda_graphs else self._text_forward
         self.vae_scaling = float(self.vae.config.scaling_factor)
         shift = getattr(self.vae.config, "shift_factor", None)
         self.vae_shift = float(shift) if shift is not None else 0.0
 
+    def _text_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.text_encoder(input_ids).last_hidden_state.to(torch.float32)
+
+    def _unet_forward(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, cond: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.unet(latents, timesteps, encoder_hidden_states=text, timestep_cond=cond).sample.to(torch.float32)
+
     @torch.inference_mode()
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.text_encoder(input_ids.to(self.device)).last_hidden_state
-        return hidden.to(torch.float32)
+        return self._text_call(input_ids.to(self.device))
 
     @torch.inference_mode()
     def predict(
@@ -55,13 +77,12 @@ class TorchBackend:
         text_embeddings: torch.Tensor,
         timestep_cond: torch.Tensor | None,
     ) -> torch.Tensor:
-        out = self.unet(
+        return self._unet_call(
             latents.to(self.device, self.dtype),
             timesteps.to(self.device),
-            encoder_hidden_states=text_embeddings.to(self.device, self.dtype),
-            timestep_cond=None if timestep_cond is None else timestep_cond.to(self.device, self.dtype),
-        ).sample
-        return out.to(torch.float32)
+            text_embeddings.to(self.device, self.dtype),
+            None if timestep_cond is None else timestep_cond.to(self.device, self.dtype),
+        )
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
