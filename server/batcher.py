@@ -1,0 +1,222 @@
+"""The queue between routes and the inference worker: bounded admission, batching by key, dropping the dead.
+
+The one owner of queue state (text-generation-inference style): routes submit and cancel Jobs, the
+worker takes batches. A batch holds images of one batch_key, up to max_batch_size, collected for at
+most max_wait_s after its oldest job arrived. A job may span several batches when it does not fit.
+Cancelled and expired jobs are dropped before they reach a batch, so they never cost compute.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scott.pipeline import ImageRequest, StageTimings
+
+
+class QueueFull(Exception):
+    """Admission refused: the queue holds max_queue images."""
+
+
+class QueueClosed(Exception):
+    """The batcher is draining for shutdown and takes no new jobs."""
+
+
+class DeadlineExceeded(Exception):
+    """The job's deadline passed while it waited."""
+
+
+@dataclass
+class JobResult:
+    images: list[np.ndarray]  # (H, W, 3) uint8, one per request of the job, in order
+    prompt_truncated: bool
+    timings: StageTimings  # summed over the batches the job ran in
+    batch_sizes: list[int]
+    queue_s: float  # arrival -> first image entering a batch
+
+
+@dataclass(eq=False)
+class Job:
+    """One HTTP request: images that share a batch_key, a deadline, and a future for the result."""
+
+    requests: Sequence[ImageRequest]
+    deadline: float  # time.monotonic() seconds
+    arrived: float = field(default_factory=time.monotonic)
+    future: Future[JobResult] = field(default_factory=Future)
+    started: float | None = None  # when its first image was taken into a batch
+    taken: int = 0  # images handed to the worker so far
+    # Filled by the worker as the job's images come out of batches.
+    _images: dict[int, np.ndarray] = field(default_factory=dict)
+    _truncated: bool = False
+    _timings: StageTimings = field(default_factory=StageTimings)
+    _batch_sizes: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.requests:
+            raise ValueError("a job needs at least one image request")
+        if len({r.batch_key for r in self.requests}) != 1:
+            raise ValueError("all images of a job must share a batch_key")
+
+    @property
+    def key(self) -> Hashable:
+        return self.requests[0].batch_key
+
+    @property
+    def size(self) -> int:
+        return len(self.requests)
+
+    @property
+    def remaining(self) -> int:
+        return self.size - self.taken
+
+    @property
+    def cancelled(self) -> bool:
+        return self.future.cancelled()
+
+    def record(self, index: int, image: np.ndarray, truncated: bool) -> None:
+        self._images[index] = image
+        self._truncated |= truncated
+
+    def add_batch(self, timings: StageTimings, batch_size: int) -> None:
+        self._timings.text += timings.text
+        self._timings.unet += timings.unet
+        self._timings.vae += timings.vae
+        self._batch_sizes.append(batch_size)
+
+    def finish_if_complete(self) -> bool:
+        if len(self._images) < self.size:
+            return False
+        queue_s = (self.started or self.arrived) - self.arrived
+        images = [self._images[i] for i in range(self.size)]
+        self.set_outcome(JobResult(images, self._truncated, self._timings, self._batch_sizes, queue_s))
+        return True
+
+    def set_outcome(self, outcome: JobResult | BaseException) -> None:
+        """Complete the future unless it is already done (cancelled by its route, say)."""
+        if self.future.done():
+            return
+        try:
+            if isinstance(outcome, BaseException):
+                self.future.set_exception(outcome)
+            else:
+                self.future.set_result(outcome)
+        except InvalidStateError:  # cancelled between the check and the set
+            pass
+
+
+Slot = tuple[Job, int]  # one image: (its job, its index in the job)
+DropHook = Callable[[Job, str], None]
+
+
+class Batcher:
+    """Thread-safe: routes call submit/cancel from the event loop, one worker thread calls next_batch."""
+
+    def __init__(self, max_batch_size: int, max_wait_s: float, max_queue: int, on_drop: DropHook | None = None):
+        if max_batch_size < 1 or max_queue < 1 or max_wait_s < 0:
+            raise ValueError("need max_batch_size >= 1, max_queue >= 1, max_wait_s >= 0")
+        self.max_batch_size, self.max_wait_s, self.max_queue = max_batch_size, max_wait_s, max_queue
+        self._on_drop = on_drop
+        self._jobs: deque[Job] = deque()
+        self._queued = 0  # images in self._jobs not yet taken
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @property
+    def depth(self) -> int:
+        """Images admitted and waiting for a batch."""
+        return self._queued
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._closed:
+                raise QueueClosed("the server is shutting down")
+            if self._queued + job.size > self.max_queue:
+                raise QueueFull(f"queue holds {self._queued} of {self.max_queue} images; this request needs {job.size}")
+            self._jobs.append(job)
+            self._queued += job.size
+            self._cond.notify_all()
+
+    def cancel(self, job: Job, reason: str = "cancelled") -> bool:
+        """Drop a job that has not fully entered a batch; True if any of its images were still queued."""
+        job.future.cancel()
+        with self._cond:
+            if job not in self._jobs:
+                return False
+            self._remove(job, reason)
+            self._cond.notify_all()
+            return True
+
+    def close(self) -> None:
+        """Refuse new jobs; next_batch hands out what is queued without waiting, then returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def next_batch(self, timeout: float | None = None) -> list[Slot] | None:
+        """Block until a batch is due and return it; [] if `timeout` passed first; None once closed and empty."""
+        give_up = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                self._drop_dead()
+                now = time.monotonic()
+                wait: float | None = None
+                if self._jobs:
+                    head = self._jobs[0]
+                    due = head.arrived + self.max_wait_s
+                    if self._closed or now >= due or self._available(head.key) >= self.max_batch_size:
+                        return self._take(head.key, now)
+                    wait = due - now
+                elif self._closed:
+                    return None
+                if give_up is not None:
+                    if now >= give_up:
+                        return []
+                    wait = give_up - now if wait is None else min(wait, give_up - now)
+                self._cond.wait(wait)
+
+    # -- internals (caller holds the lock) -------------------------------------------------------
+
+    def _available(self, key: Hashable) -> int:
+        return sum(job.remaining for job in self._jobs if job.key == key)
+
+    def _take(self, key: Hashable, now: float) -> list[Slot]:
+        batch: list[Slot] = []
+        for job in list(self._jobs):
+            if job.key != key:
+                continue
+            count = min(job.remaining, self.max_batch_size - len(batch))
+            batch.extend((job, job.taken + i) for i in range(count))
+            job.taken += count
+            if job.started is None:
+                job.started = now
+            self._queued -= count
+            if job.remaining == 0:
+                self._jobs.remove(job)
+            if len(batch) == self.max_batch_size:
+                break
+        return batch
+
+    def _remove(self, job: Job, reason: str) -> None:
+        self._jobs.remove(job)
+        self._queued -= job.remaining
+        if self._on_drop is not None:
+            self._on_drop(job, reason)
+
+    def _drop_dead(self) -> None:
+        now = time.monotonic()
+        for job in list(self._jobs):
+            if job.cancelled:
+                self._remove(job, "cancelled")
+            elif now >= job.deadline:
+                self._remove(job, "expired")
+                job.set_outcome(DeadlineExceeded(f"deadline passed after {now - job.arrived:.3f}s in the queue"))

@@ -1,0 +1,50 @@
+"""Liveness, readiness (model loaded and warmed up), their KServe v2 aliases, and /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from server.metrics import CONTENT_TYPE
+from server.service import GenerationService
+
+router = APIRouter()
+
+
+def _service(request: Request) -> GenerationService:
+    return request.app.state.service
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    """Live unless the model failed to load, so an orchestrator restarts a process that can never serve."""
+    service = _service(request)
+    if service.state == "failed":
+        return JSONResponse({"status": "failed", "error": service.load_error}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    service = _service(request)
+    body: dict[str, str | None] = {"status": service.state, "model": service.settings.served_model_name}
+    if service.load_error:
+        body["error"] = service.load_error
+    return JSONResponse(body, status_code=200 if service.state == "ready" else 503)
+
+
+@router.get("/v2/health/live")
+async def kserve_live(request: Request) -> JSONResponse:
+    live = _service(request).state != "failed"
+    return JSONResponse({"live": live}, status_code=200 if live else 503)
+
+
+@router.get("/v2/health/ready")
+async def kserve_ready(request: Request) -> JSONResponse:
+    ready = _service(request).state == "ready"
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,91 @@
+"""Pure-ASGI middleware: a cap on request body bytes (413), and request-duration metrics.
+
+Pure ASGI rather than BaseHTTPMiddleware so the route can still await http.disconnect on `receive`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.schemas import ErrorDetail, ErrorResponse
+
+
+class BodySizeLimit:
+    """Reads a request body up to max_bytes (Content-Length checked first, chunked bodies counted), else 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, on_reject: Callable[[str], None] | None = None) -> None:
+        self.app, self.max_bytes, self.on_reject = app, max_bytes, on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._too_large(send)
+            return
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            # The whole body once, then the server's own receive (which reports http.disconnect).
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        if self.on_reject is not None:
+            self.on_reject("too_large")
+        detail = ErrorDetail(
+            type="payload_too_large", field="body", message=f"body: request body exceeds {self.max_bytes} bytes"
+        )
+        payload = json.dumps(ErrorResponse(error=detail).model_dump()).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        # Close the connection: the unread rest of the body must not be parsed as the next request.
+        headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+class RequestTimer:
+    """Observes the wall time and status of every request to the generation endpoints."""
+
+    def __init__(self, app: ASGIApp, observe: Callable[[str, int, float], None], paths: tuple[str, ...]) -> None:
+        self.app, self.observe, self.paths = app, observe, paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            self.observe(scope["path"], status, time.perf_counter() - start)

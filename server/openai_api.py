@@ -1,0 +1,81 @@
+"""The OpenAI Images API subset the official clients need: POST /v1/images/generations, GET /v1/models."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+
+from server.errors import ApiError
+from server.images import b64
+from server.params import resolve
+from server.schemas import (
+    ErrorResponse,
+    OpenAIImage,
+    OpenAIImageRequest,
+    OpenAIImagesResponse,
+    OpenAIModel,
+    OpenAIModelList,
+    parse_size,
+)
+from server.service import ClientGone, GenerationService
+
+router = APIRouter(prefix="/v1")
+
+_STARTED = int(time.time())
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_request", f"{field}: {message}", field=field)
+
+
+@router.post(
+    "/images/generations",
+    response_model=OpenAIImagesResponse,
+    responses={code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 429, 503, 504)},
+)
+async def images_generations(body: OpenAIImageRequest, request: Request) -> Response | OpenAIImagesResponse:
+    service: GenerationService = request.app.state.service
+    name = service.settings.served_model_name
+    if body.model is not None and body.model != name:
+        raise ApiError(404, "model_not_found", f"model: {body.model!r} is not served here; available: {name}", "model")
+    if body.response_format == "url":
+        raise _invalid("response_format", "'url' is not supported: this server keeps no files; use b64_json")
+    if body.stream:
+        raise _invalid("stream", "streaming is not supported; omit stream or set it to false")
+    if body.output_format not in (None, "png"):
+        raise _invalid("output_format", f"{body.output_format!r} is not supported; only png")
+    info = service.require_ready()
+    width = height = None
+    if body.size is not None and body.size != "auto":
+        try:
+            width, height = parse_size(body.size)
+        except ValueError as exc:
+            raise _invalid("size", str(exc)) from exc
+    params = resolve(
+        info,
+        body.prompt,
+        seed=body.seed,
+        steps=body.steps,
+        guidance_scale=body.guidance_scale,
+        gamma=body.gamma,
+        width=width,
+        height=height,
+        num_images=body.n or 1,
+        size_field="size",
+    )
+    try:
+        generation = await service.run(params.image_requests(), None, request)
+    except ClientGone:
+        return Response(status_code=499)
+    return OpenAIImagesResponse(
+        created=int(time.time()),
+        data=[OpenAIImage(b64_json=b64(data), seed=params.seed + i) for i, data in enumerate(generation.pngs)],
+        size=f"{params.width}x{params.height}",
+    )
+
+
+@router.get("/models", response_model=OpenAIModelList)
+async def list_models(request: Request) -> OpenAIModelList:
+    service: GenerationService = request.app.state.service
+    return OpenAIModelList(data=[OpenAIModel(id=service.settings.served_model_name, created=_STARTED)])

@@ -1,0 +1,67 @@
+"""From a validated request to ImageRequests: the model's defaults, its size limits, one seed per image."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from scott.pipeline import ImageRequest, ModelInfo
+from server.errors import ApiError
+from server.schemas import MAX_SEED
+
+
+@dataclass(frozen=True)
+class Params:
+    """A request's generation parameters with every default filled in."""
+
+    prompt: str
+    seed: int
+    steps: int
+    guidance_scale: float
+    gamma: float
+    width: int
+    height: int
+    num_images: int
+
+    def image_requests(self) -> list[ImageRequest]:
+        # Image i uses seed + i, so a request for n images equals n requests for one image each.
+        return [
+            ImageRequest(
+                self.prompt, self.seed + i, self.steps, self.guidance_scale, self.gamma, self.width, self.height
+            )
+            for i in range(self.num_images)
+        ]
+
+
+def resolve(
+    info: ModelInfo,
+    prompt: str,
+    *,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    gamma: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    num_images: int = 1,
+    size_field: str | None = None,
+) -> Params:
+    """Fill defaults from the model and check the size against it (422 naming the field; size_field overrides)."""
+    if not prompt.strip():
+        raise ApiError(422, "invalid_request", "prompt: must contain more than whitespace", field="prompt")
+    width = info.default_size if width is None else width
+    height = info.default_size if height is None else height
+    problem = info.check_size(width, height)
+    if problem:
+        field = size_field or ("width" if problem.startswith("width") else "height")
+        raise ApiError(422, "invalid_request", f"{field}: {problem}", field=field)
+    return Params(
+        prompt=prompt,
+        seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
+        steps=info.default_steps if steps is None else steps,
+        guidance_scale=info.default_guidance_scale if guidance_scale is None else guidance_scale,
+        gamma=info.default_gamma if gamma is None else gamma,
+        width=width,
+        height=height,
+        num_images=num_images,
+    )

@@ -1,0 +1,144 @@
+"""The HTTP protocol: request and response models of every route, and their static limits."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scott.pipeline import MAX_STEPS
+
+MAX_IMAGES = 8  # images per request
+
+MAX_PROMPT_CHARS = 2000  # far past the 77-token window; longer prompts are truncated, not rejected
+MAX_SEED = 2**32 - 1
+MAX_GUIDANCE = 20.0
+MAX_SIDE = 4096  # a static bound; the model's own limits (ModelInfo.check_size) apply after it
+MAX_TIMEOUT_MS = 600_000
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (width, height); ValueError if it is not of that form."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"size must look like WIDTHxHEIGHT, e.g. 64x64; got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+# -- /generate ------------------------------------------------------------------------------------
+
+
+class GenerateRequest(BaseModel):
+    """POST /generate. Omitted fields take the model's defaults; image i uses seed + i."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="omitted: a random seed, returned")
+    guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
+    gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    num_images: int = Field(1, ge=1, le=MAX_IMAGES)
+    width: int | None = Field(None, ge=1, le=MAX_SIDE)
+    height: int | None = Field(None, ge=1, le=MAX_SIDE)
+    timeout_ms: int | None = Field(None, ge=1, le=MAX_TIMEOUT_MS, description="capped by the server's deadline")
+
+
+class GeneratedImage(BaseModel):
+    b64_png: str
+    seed: int
+
+
+class Timings(BaseModel):
+    """Seconds. Stage times are of the batches the request's images ran in (shared with batch mates)."""
+
+    queue: float
+    text: float
+    unet: float
+    vae: float
+    encode: float
+    total: float
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    images: list[GeneratedImage]
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    gamma: float
+    prompt_truncated: bool = Field(description="the prompt was longer than the text encoder's window")
+    batch_sizes: list[int] = Field(description="size of each batch the request's images ran in")
+    timings: Timings
+
+
+# -- OpenAI Images API ----------------------------------------------------------------------------
+
+
+class OpenAIImageRequest(BaseModel):
+    """POST /v1/images/generations, as the OpenAI Images API; steps, seed, guidance_scale, gamma are extensions."""
+
+    # The official clients send fields this server has no use for (quality, style, user, ...): ignore them.
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: str | None = Field(None, max_length=200)
+    n: int | None = Field(None, ge=1, le=MAX_IMAGES)
+    size: str | None = Field(None, max_length=20, description="WIDTHxHEIGHT or auto")
+    response_format: Literal["b64_json", "url"] | None = None
+    output_format: str | None = Field(None, max_length=10)
+    stream: bool | None = None
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
+    gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+
+
+class OpenAIImage(BaseModel):
+    b64_json: str
+    revised_prompt: str | None = None
+    seed: int
+
+
+class OpenAIImagesResponse(BaseModel):
+    created: int
+    data: list[OpenAIImage]
+    output_format: Literal["png"] = "png"
+    size: str
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "scott"
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body: {"error": {"type", "message", "field", "errors"}}."""
+
+    error: ErrorDetail

@@ -1,0 +1,172 @@
+"""The generation service: model lifecycle (load, warm up, drain), admission, deadlines, disconnects, encoding.
+
+Routes validate and call `run`; everything between a validated request and encoded PNGs happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.requests import Request
+
+from scott.pipeline import ImageRequest, ModelInfo, TextToImagePipeline
+from server.batcher import Batcher, DeadlineExceeded, Job, JobResult, QueueClosed, QueueFull
+from server.errors import ApiError
+from server.images import encode_pngs
+from server.metrics import ServerMetrics
+from server.settings import ServerSettings
+from server.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+State = Literal["loading", "ready", "failed", "stopping"]
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request waited; nobody reads the answer."""
+
+
+@dataclass
+class Generation:
+    pngs: list[bytes]
+    result: JobResult
+    encode_s: float
+
+
+class GenerationService:
+    def __init__(
+        self, settings: ServerSettings, metrics: ServerMetrics, pipeline: TextToImagePipeline | None = None
+    ) -> None:
+        self.settings, self.metrics, self.pipeline = settings, metrics, pipeline
+        self.batcher = Batcher(
+            settings.max_batch_size,
+            settings.max_wait_ms / 1000.0,
+            settings.max_queue,
+            on_drop=lambda job, reason: metrics.drop(reason),
+        )
+        self.worker: InferenceWorker | None = None
+        self.state: State = "loading"
+        self.load_error: str | None = None
+        self._encoder = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="scott-encode")
+        metrics.track_queue_depth(lambda: self.batcher.depth)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model (unless given), run one generation to warm it up, start the worker. Blocking."""
+        try:
+            if self.pipeline is None:
+                from engines import load_pipeline
+
+                s = self.settings
+                self.pipeline = load_pipeline(s.model_dir, backend=s.backend, device=s.device)
+            if self.settings.warmup:
+                self.pipeline.generate([self._warmup_request(self.pipeline.info)])
+        except Exception as exc:
+            log.exception("model failed to load")
+            self.load_error, self.state = f"{type(exc).__name__}: {exc}", "failed"
+            return
+        if self.batcher.closed:  # shut down while loading
+            return
+        self.worker = InferenceWorker(self.pipeline.generate, self.batcher, self.metrics.observe_batch)
+        self.worker.start()
+        self.state = "ready"
+        self.metrics.ready.set(1)
+        log.info("model %s ready on %s", self.settings.served_model_name, self.pipeline.backend.device)
+
+    def stop(self) -> None:
+        """Refuse new requests, finish the queued ones (up to drain_timeout_s), stop the worker."""
+        self.state = "stopping"
+        self.metrics.ready.set(0)
+        if self.worker is None:
+            self.batcher.close()
+        elif not self.worker.stop(self.settings.drain_timeout_s):
+            log.warning("inference worker still busy after %.1fs; exiting anyway", self.settings.drain_timeout_s)
+        self._encoder.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _warmup_request(info: ModelInfo) -> ImageRequest:
+        size = info.default_size
+        return ImageRequest(
+            "warm up", 0, info.default_steps, info.default_guidance_scale, info.default_gamma, size, size
+        )
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def require_ready(self) -> ModelInfo:
+        if self.state == "ready" and self.pipeline is not None:
+            return self.pipeline.info
+        if self.state == "stopping":
+            raise ApiError(503, "shutting_down", "the server is shutting down", reason="shutting_down")
+        detail = f": {self.load_error}" if self.load_error else "; retry shortly"
+        raise ApiError(
+            503, "not_ready", f"the model is {self.state}{detail}", headers={"Retry-After": "1"}, reason="not_ready"
+        )
+
+    async def run(self, images: list[ImageRequest], timeout_s: float | None, request: Request) -> Generation:
+        """Queue the images as one job, wait for them (bounded by the deadline and the client), encode PNGs."""
+        limit = (
+            self.settings.request_timeout_s if timeout_s is None else min(timeout_s, self.settings.request_timeout_s)
+        )
+        job = Job(images, deadline=time.monotonic() + limit)
+        try:
+            self.batcher.submit(job)
+        except QueueFull as exc:
+            headers = {"Retry-After": str(self._retry_after_s())}
+            raise ApiError(
+                429, "queue_full", f"server at capacity: {exc}", headers=headers, reason="queue_full"
+            ) from exc
+        except QueueClosed as exc:
+            raise ApiError(503, "shutting_down", str(exc), reason="shutting_down") from exc
+        result = await self._wait(job, limit, request)
+        self.metrics.queue_wait.observe(result.queue_s)
+        start = time.perf_counter()
+        pngs = await asyncio.get_running_loop().run_in_executor(self._encoder, encode_pngs, result.images)
+        encode_s = time.perf_counter() - start
+        self.metrics.encode.observe(encode_s)
+        return Generation(pngs, result, encode_s)
+
+    async def _wait(self, job: Job, limit: float, request: Request) -> JobResult:
+        result = asyncio.wrap_future(job.future)
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            done, _ = await asyncio.wait({result, gone}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server cancelled the handler: drop the job too
+            self.batcher.cancel(job, reason="cancelled")
+            raise
+        finally:
+            gone.cancel()
+        if result in done:
+            try:
+                return result.result()
+            except DeadlineExceeded as exc:
+                message = f"request deadline of {limit:.3f}s passed in the queue"
+                raise ApiError(504, "timeout", message, reason="timeout") from exc
+            except Exception as exc:
+                message = f"inference failed: {type(exc).__name__}: {exc}"
+                raise ApiError(500, "inference_failed", message, reason="failed") from exc
+        if gone in done:
+            self.batcher.cancel(job, reason="disconnected")
+            self.metrics.reject("disconnected")
+            raise ClientGone()
+        self.batcher.cancel(job, reason="timeout")
+        message = f"request deadline of {limit:.3f}s passed before the images were ready"
+        raise ApiError(504, "timeout", message, reason="timeout")
+
+    def _retry_after_s(self) -> int:
+        """Seconds until the queue has likely drained: batches ahead times the recent batch time."""
+        per_batch = self.worker.batch_seconds if self.worker else 0.0
+        batches = math.ceil(self.batcher.depth / self.settings.max_batch_size) + 1
+        return int(min(60, max(1, math.ceil(batches * per_batch))))
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away. The body was read already, so receive() now waits for disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,44 @@
+"""Server settings: CLI flags and SCOTT_* environment variables, one validated object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.schemas import MAX_IMAGES
+
+
+class ServerSettings(BaseSettings):
+    """Everything a running server reads; e.g. SCOTT_MAX_BATCH_SIZE=4 sets max_batch_size."""
+
+    model_config = SettingsConfigDict(env_prefix="SCOTT_", protected_namespaces=(), extra="ignore")
+
+    model_dir: Path = Path("models/scott-tiny")
+    model_name: str | None = Field(None, description="name served in /v1/models; default: the folder name")
+    backend: str = "torch"
+    device: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_batch_size: int = Field(8, ge=1, le=256, description="images per UNet batch")
+    max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0, description="how long a batch waits after its first job")
+    max_queue: int = Field(64, ge=1, description="images admitted but not yet running; more get 429")
+    request_timeout_s: float = Field(30.0, gt=0.0, description="deadline of every request; past it, 504")
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    encode_threads: int = Field(2, ge=1, le=64, description="threads that PNG-encode, off the inference thread")
+    warmup: bool = True
+    drain_timeout_s: float = Field(30.0, ge=0.0, description="how long shutdown waits for queued jobs")
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _queue_fits_a_request(self) -> Self:
+        # A request of MAX_IMAGES must be admissible into an empty queue, or it could never run.
+        if self.max_queue < MAX_IMAGES:
+            raise ValueError(f"max_queue must be at least {MAX_IMAGES} (the most images one request may ask for)")
+        return self
+
+    @property
+    def served_model_name(self) -> str:
+        return self.model_name or self.model_dir.resolve().name
