@@ -7,7 +7,7 @@ from pathlib import Path
 from scott.models import load_model
 from scott.pipeline import ModelInfo, TextToImagePipeline
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "onnx", "tensorrt")
 
 
 def load_pipeline(model_dir: str | Path, backend: str = "torch", device: str | None = None) -> TextToImagePipeline:
@@ -17,6 +17,14 @@ def load_pipeline(model_dir: str | Path, backend: str = "torch", device: str | N
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if backend == "onnx":  # export rule: engines.onnx_export.resolve_onnx_dir
+        from engines.onnxruntime_backend import load_onnx_pipeline
+
+        return load_onnx_pipeline(model_dir, device)
+    if backend == "tensorrt":  # engine rule: engines.tensorrt_runtime.load_tensorrt_pipeline
+        from engines.tensorrt_runtime import load_tensorrt_pipeline
+
+        return load_tensorrt_pipeline(model_dir, device)
     from engines.torch_backend import TorchBackend, default_dtype, pick_device
 
     target = pick_device(device)

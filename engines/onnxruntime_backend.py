@@ -1,0 +1,186 @@
+"""ONNX Runtime backend: the exported fp32 graphs on the CPU execution provider (CUDA EP when asked for).
+
+Each call binds the caller's torch tensors as inputs and a fresh torch tensor as the output
+through ORT's I/O binding, so no copies are made on the way in or out and what is returned
+belongs to the caller. CPU sessions use one intra-op thread per physical core (hyper-threads
+slow convolutions down) and every graph optimization.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engines.onnx_export import OnnxExport, resolve_onnx_dir
+from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec
+from scott.pipeline import TextToImagePipeline
+from scott.schedule import NoiseSchedule
+from scott.tokenizer import load_tokenizer
+
+_TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64, "float16": torch.float16}
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (affinity and cgroup-visible CPUs, hyper-threads not counted)."""
+    import psutil
+
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    physical = psutil.cpu_count(logical=False) or logical
+    return max(1, min(physical, logical))
+
+
+def session_options(threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # the graphs are chains: one op at a time
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+def execution_providers(device: torch.device) -> list[Any]:
+    """ORT providers for a torch device; raises naming what is missing instead of falling back."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise RuntimeError(
+                f"onnx backend on {device} needs onnxruntime-gpu (CUDAExecutionProvider); this onnxruntime "
+                f"{ort.__version__} has {', '.join(available)}"
+            )
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"onnx backend on {device} needs a CUDA build of torch that sees a GPU")
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    raise RuntimeError(f"onnx backend supports cpu and cuda devices, not {device}")
+
+
+class OnnxRuntimeBackend:
+    """Text encoder, UNet and VAE decoder of one ONNX export, as ORT sessions on one device."""
+
+    name = "onnx"
+
+    def __init__(self, onnx_dir: str | Path, device: torch.device | str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", 0)
+        self.export = OnnxExport.read(onnx_dir)
+        self.specs: dict[str, NetworkSpec] = self.export.specs
+        self.dims = self.export.dims
+        providers = execution_providers(self.device)
+        options = session_options(threads)
+        self.sessions = {}
+        for name in NETWORKS:
+            session = ort.InferenceSession(str(self.export.path(name)), options, providers=providers)
+            if self.device.type == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+                # ORT drops to the CPU quietly when the CUDA libraries fail to load.
+                raise RuntimeError(f"onnxruntime could not start the CUDA provider for {name}; check CUDA/cuDNN")
+            self._check_io(name, session)
+            self.sessions[name] = session
+
+    def _check_io(self, name: str, session: Any) -> None:
+        spec = self.specs[name]
+        got = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+        if got != (spec.input_names, spec.output_names):
+            raise ValueError(f"{self.export.path(name)} has I/O {got}, expected {spec.input_names, spec.output_names}")
+
+    # -- one network call through I/O binding -----------------------------------------------------
+
+    def _run(self, network: str, inputs: dict[str, torch.Tensor], dims: dict[str, int]) -> torch.Tensor:
+        spec = self.specs[network]
+        session = self.sessions[network]
+        binding = session.io_binding()
+        device_type, device_id = self.device.type, self.device.index or 0
+        keep_alive = []  # the bound tensors must outlive the run
+        for tensor_spec in spec.inputs:
+            value = inputs[tensor_spec.name].to(self.device, _TORCH_DTYPES[tensor_spec.dtype]).contiguous()
+            expected = tensor_spec.concrete(dims)
+            if tuple(value.shape) != expected:
+                raise ValueError(f"{network}.{tensor_spec.name}: shape {tuple(value.shape)}, expected {expected}")
+            keep_alive.append(value)
+            binding.bind_input(
+                tensor_spec.name,
+                device_type,
+                device_id,
+                np.dtype(tensor_spec.dtype),
+                list(value.shape),
+                value.data_ptr(),
+            )
+        (out_spec,) = spec.outputs
+        out = torch.empty(out_spec.concrete(dims), dtype=_TORCH_DTYPES[out_spec.dtype], device=self.device)
+        binding.bind_output(
+            out_spec.name, device_type, device_id, np.dtype(out_spec.dtype), list(out.shape), out.data_ptr()
+        )
+        if self.device.type == "cuda":
+            # ORT runs on its own stream: let it see inputs torch queued on the current one.
+            torch.cuda.current_stream(self.device).synchronize()
+        session.run_with_iobinding(binding)
+        return out
+
+    # -- DiffusionBackend ---------------------------------------------------------------------------
+
+    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self._run(TEXT_ENCODER, {"input_ids": input_ids}, {"batch": input_ids.shape[0]})
+
+    def predict(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text_embeddings: torch.Tensor,
+        timestep_cond: torch.Tensor | None,
+    ) -> torch.Tensor:
+        batch, _, height, width = latents.shape
+        inputs = {"sample": latents, "timestep": timesteps, "encoder_hidden_states": text_embeddings}
+        has_cond = self.dims.guidance_embedding_dim is not None
+        if has_cond != (timestep_cond is not None):
+            raise ValueError(
+                "this UNet takes a guidance embedding (timestep_cond)"
+                if has_cond
+                else "this UNet has no guidance embedding; pass timestep_cond=None"
+            )
+        if timestep_cond is not None:
+            inputs["timestep_cond"] = timestep_cond
+        return self._run(UNET, inputs, {"batch": batch, "height": height, "width": width})
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = latents.shape
+        f = self.dims.vae_scale_factor
+        dims = {"batch": batch, "height": height, "width": width, "image_height": height * f, "image_width": width * f}
+        return self._run(VAE_DECODER, {"latents": latents}, dims)
+
+    def synchronize(self) -> None:
+        # run_with_iobinding returns once the outputs are written (ORT synchronizes its own stream).
+        return None
+
+
+def load_onnx_pipeline(
+    model_dir: str | Path,
+    device: str | None = None,
+    onnx_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TextToImagePipeline:
+    """A pipeline over the model's ONNX export; where the export comes from: engines.onnx_export.resolve_onnx_dir.
+
+    Tokenizer and scheduler config come from model_dir; the networks' weights are never loaded into torch.
+    """
+    model_dir = Path(model_dir)
+    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log)
+    backend = OnnxRuntimeBackend(root, torch.device(device or "cpu"), threads=threads)
+    schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
+    tokenizer = load_tokenizer(model_dir / "tokenizer")
+    return TextToImagePipeline(backend, tokenizer, schedule, backend.export.info(name=model_dir.name))

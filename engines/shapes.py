@@ -1,0 +1,225 @@
+"""What each exported network takes and returns (names, dtypes, symbolic shapes) and TensorRT profiles.
+
+Declared apart from the engines, as TensorRT's demo/Diffusion does, so the ONNX exporter, ONNX
+Runtime, the TensorRT builder and runtime, and the tests all read one description. A shape is a
+tuple of ints (fixed) and names (dynamic axes): "batch", "height"/"width" (latent), and
+"image_height"/"image_width" (the VAE decoder's output, latent size times the VAE factor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from scott.pipeline import ModelInfo
+
+TEXT_ENCODER, UNET, VAE_DECODER = "text_encoder", "unet", "vae_decoder"
+NETWORKS: tuple[str, ...] = (TEXT_ENCODER, UNET, VAE_DECODER)
+
+Dim = int | str
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a network."""
+
+    name: str
+    dtype: str  # numpy name: "float32", "int32"
+    shape: tuple[Dim, ...]
+
+    def dynamic_axes(self) -> dict[int, str]:
+        return {axis: dim for axis, dim in enumerate(self.shape) if isinstance(dim, str)}
+
+    def concrete(self, dims: Mapping[str, int]) -> Shape:
+        """The shape with every named axis filled in from dims (which must name them all)."""
+        missing = [d for d in self.shape if isinstance(d, str) and d not in dims]
+        if missing:
+            raise KeyError(f"{self.name}: no value for dynamic axes {missing}")
+        return tuple(dims[d] if isinstance(d, str) else d for d in self.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network's I/O, in the order the exported graph takes its inputs."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.onnx"
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def tensor(self, name: str) -> TensorSpec:
+        for spec in (*self.inputs, *self.outputs):
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.name} has no tensor {name!r}")
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """torch.onnx.export's dynamic_axes argument."""
+        return {t.name: t.dynamic_axes() for t in (*self.inputs, *self.outputs) if t.dynamic_axes()}
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The static sizes of a model that its networks' shapes depend on."""
+
+    text_tokens: int  # the CLIP window (77)
+    text_dim: int  # hidden size of the text encoder = UNet cross-attention width
+    latent_channels: int
+    vae_scale_factor: int
+    guidance_embedding_dim: int | None  # the UNet's timestep_cond width; None: no such input
+
+    @classmethod
+    def from_info(cls, info: ModelInfo, text_dim: int) -> ModelDims:
+        return cls(
+            text_tokens=info.max_prompt_tokens,
+            text_dim=text_dim,
+            latent_channels=info.latent_channels,
+            vae_scale_factor=info.vae_scale_factor,
+            guidance_embedding_dim=info.guidance_embedding_dim,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def latent_dims(self, batch: int, width: int, height: int) -> dict[str, int]:
+        """Values of every named axis for `batch` images of width x height pixels."""
+        f = self.vae_scale_factor
+        return {
+            "batch": batch,
+            "height": height // f,
+            "width": width // f,
+            "image_height": height,
+            "image_width": width,
+        }
+
+
+def network_specs(dims: ModelDims) -> dict[str, NetworkSpec]:
+    """The three exported networks of a model with these dims."""
+    latent = ("batch", dims.latent_channels, "height", "width")
+    unet_inputs = [
+        TensorSpec("sample", "float32", latent),
+        # float32, not int64: TensorRT prefers it, and diffusers casts timesteps to float anyway.
+        TensorSpec("timestep", "float32", ("batch",)),
+        TensorSpec("encoder_hidden_states", "float32", ("batch", dims.text_tokens, dims.text_dim)),
+    ]
+    if dims.guidance_embedding_dim is not None:
+        unet_inputs.append(TensorSpec("timestep_cond", "float32", ("batch", dims.guidance_embedding_dim)))
+    return {
+        TEXT_ENCODER: NetworkSpec(
+            TEXT_ENCODER,
+            # int32 ids: TensorRT's native index type; the graph casts to int64 for the embedding.
+            inputs=(TensorSpec("input_ids", "int32", ("batch", dims.text_tokens)),),
+            outputs=(TensorSpec("text_embeddings", "float32", ("batch", dims.text_tokens, dims.text_dim)),),
+        ),
+        UNET: NetworkSpec(
+            UNET,
+            inputs=tuple(unet_inputs),
+            outputs=(TensorSpec("model_output", "float32", latent),),
+        ),
+        VAE_DECODER: NetworkSpec(
+            VAE_DECODER,
+            inputs=(TensorSpec("latents", "float32", latent),),
+            outputs=(TensorSpec("images", "float32", ("batch", 3, "image_height", "image_width")),),
+        ),
+    }
+
+
+# -- TensorRT optimization profiles ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One TensorRT optimization profile: (min, opt, max) shape per input of one network."""
+
+    shapes: tuple[tuple[str, Shape, Shape, Shape], ...]  # (input name, min, opt, max), in input order
+
+    def to_json(self) -> dict[str, dict[str, list[int]]]:
+        return {name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, lo, opt, hi in self.shapes}
+
+    def contains(self, name: str, shape: Sequence[int]) -> bool:
+        """Whether an input of this shape can run under this profile."""
+        for input_name, lo, _, hi in self.shapes:
+            if input_name == name:
+                return len(shape) == len(lo) and all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True))
+        return False
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x768' (width x height) or '512' (square) -> (width, height)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT or SIDE")
+    width = int(parts[0])
+    return width, int(parts[-1])
+
+
+def default_sizes(info: ModelInfo) -> list[tuple[int, int]]:
+    """The model's smallest, default and largest square sizes: the range a server accepts."""
+    return [(s, s) for s in sorted({info.min_size, info.default_size, info.max_size})]
+
+
+def build_profiles(
+    info: ModelInfo,
+    text_dim: int,
+    max_batch_size: int,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    opt_batch_size: int | None = None,
+) -> dict[str, Profile]:
+    """One profile per network covering batch 1..max_batch_size and every (width, height) in sizes.
+
+    Latent sides range from the smallest to the largest of the sizes; TensorRT tunes kernels for
+    the opt shape (the model's default size if it is in range, else the first size; batch
+    opt_batch_size, default 1 as latency is what this server optimizes). A model without a
+    guidance embedding runs classifier-free guidance as one UNet call on a doubled batch, so its
+    UNet profile goes to 2 x max_batch_size.
+    """
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    sizes = list(sizes) if sizes else default_sizes(info)
+    for width, height in sizes:
+        problem = info.check_size(width, height)
+        if problem:
+            raise ValueError(f"size {width}x{height}: {problem}")
+    opt_batch = opt_batch_size or 1
+    if not 1 <= opt_batch <= max_batch_size:
+        raise ValueError(f"opt_batch_size must be in [1, {max_batch_size}], got {opt_batch}")
+    dims = ModelDims.from_info(info, text_dim)
+    opt_size = (info.default_size, info.default_size)
+    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+    if not (min(widths) <= opt_size[0] <= max(widths) and min(heights) <= opt_size[1] <= max(heights)):
+        opt_size = sizes[0]
+    unet_factor = 2 if dims.guidance_embedding_dim is None else 1
+
+    def point(batch: int, width: int, height: int) -> dict[str, int]:
+        return dims.latent_dims(batch, width, height)
+
+    corners = (
+        point(1, min(widths), min(heights)),
+        point(opt_batch, *opt_size),
+        point(max_batch_size, max(widths), max(heights)),
+    )
+    profiles: dict[str, Profile] = {}
+    for name, spec in network_specs(dims).items():
+        factor = unet_factor if name == UNET else 1
+        rows = []
+        for tensor in spec.inputs:
+            lo, opt, hi = (tensor.concrete({**c, "batch": c["batch"] * factor}) for c in corners)
+            rows.append((tensor.name, lo, opt, hi))
+        profiles[name] = Profile(tuple(rows))
+    return profiles

@@ -1,0 +1,246 @@
+"""TensorRT backend: FP16 engines run on one CUDA stream, with one CUDA graph per input shape.
+
+Engine lifecycle (as TensorRT's demo/Diffusion): load (deserialize the plan) -> activate (an
+execution context) -> allocate (static I/O buffers for one shape) -> infer (copy inputs in,
+execute_async_v3 or replay the shape's CUDA graph, return copies of the outputs). Buffers are
+the engine's own: callers get fresh tensors, never a view of a buffer the next call overwrites.
+A shape's graph is captured after WARMUP_RUNS eager runs (TensorRT allocates and tunes lazily
+on the first enqueues, which must not be captured).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec, Profile, network_specs
+from scott.pipeline import TextToImagePipeline
+from scott.schedule import NoiseSchedule
+from scott.tokenizer import load_tokenizer
+
+WARMUP_RUNS = 2
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int32": torch.int32, "int64": torch.int64}
+
+
+def check_in_profile(network: str, profile: Profile, inputs: dict[str, torch.Tensor]) -> None:
+    """Raise ValueError, naming the input and the profile's range, for an input the engine was not built for."""
+    for name, lo, _, hi in profile.shapes:
+        shape = tuple(inputs[name].shape)
+        if not profile.contains(name, shape):
+            raise ValueError(
+                f"{network}.{name} has shape {shape}, outside the engine's profile {lo}..{hi}: "
+                "rebuild the engines (scott build-engines --max-batch-size/--sizes) to cover it"
+            )
+
+
+@dataclass
+class _Slot:
+    """Static buffers (and, once captured, the CUDA graph) for one input shape."""
+
+    buffers: dict[str, torch.Tensor]
+    runs: int = 0
+    graph: Any = None  # torch.cuda.CUDAGraph
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+class TensorRTEngine:
+    """One serialized engine on one device."""
+
+    def __init__(self, plan_path: Path, spec: NetworkSpec, device: torch.device, use_cuda_graph: bool = True) -> None:
+        self.plan_path = plan_path
+        self.spec = spec
+        self.device = device
+        self.use_cuda_graph = use_cuda_graph
+        self.engine: Any = None
+        self.context: Any = None
+        self._slots: dict[tuple[tuple[int, ...], ...], _Slot] = {}
+
+    def load(self, runtime: Any) -> None:
+        self.engine = runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not deserialize {self.plan_path}")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        expected = [*self.spec.input_names, *self.spec.output_names]
+        if sorted(names) != sorted(expected):
+            raise RuntimeError(f"{self.plan_path} has I/O tensors {names}, expected {expected}")
+
+    def activate(self) -> None:
+        # The default (static) allocation strategy sizes activation memory for the profile's max
+        # shapes once, so its address is stable across shapes and captured graphs stay valid.
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for {self.plan_path}")
+
+    def allocate(self, shapes: dict[str, tuple[int, ...]]) -> _Slot:
+        """Static buffers for one set of input shapes; output shapes come from TensorRT's shape inference."""
+        buffers = {}
+        for tensor in self.spec.inputs:
+            buffers[tensor.name] = torch.empty(
+                shapes[tensor.name], dtype=_TORCH_DTYPES[tensor.dtype], device=self.device
+            )
+        self._bind_shapes(shapes)
+        for tensor in self.spec.outputs:
+            shape = tuple(self.context.get_tensor_shape(tensor.name))
+            if any(d < 0 for d in shape):
+                raise RuntimeError(f"{self.spec.name}.{tensor.name}: TensorRT left shape {shape} unresolved")
+            buffers[tensor.name] = torch.empty(shape, dtype=_TORCH_DTYPES[tensor.dtype], device=self.device)
+        return _Slot(buffers=buffers, shapes=dict(shapes))
+
+    def _bind_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        for name, shape in shapes.items():
+            if not self.context.set_input_shape(name, shape):
+                raise ValueError(f"{self.spec.name}.{name}: TensorRT rejected shape {shape}")
+
+    def _bind(self, slot: _Slot) -> None:
+        self._bind_shapes(slot.shapes)
+        for name, buffer in slot.buffers.items():
+            self.context.set_tensor_address(name, buffer.data_ptr())
+
+    def _execute(self, stream: torch.cuda.Stream) -> None:
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"TensorRT execution of {self.spec.name} failed")
+
+    def infer(self, inputs: dict[str, torch.Tensor], stream: torch.cuda.Stream) -> dict[str, torch.Tensor]:
+        """Run on `stream` (which must be current); returns new tensors holding the outputs."""
+        shapes = {t.name: tuple(inputs[t.name].shape) for t in self.spec.inputs}
+        key = tuple(shapes[t.name] for t in self.spec.inputs)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = self.allocate(shapes)
+        for tensor in self.spec.inputs:
+            slot.buffers[tensor.name].copy_(inputs[tensor.name], non_blocking=True)
+        if slot.graph is not None:
+            slot.graph.replay()
+        else:
+            self._bind(slot)
+            self._execute(stream)
+            slot.runs += 1
+            if self.use_cuda_graph and slot.runs >= WARMUP_RUNS:
+                self._capture(slot, stream)
+        return {t.name: slot.buffers[t.name].clone() for t in self.spec.outputs}
+
+    def _capture(self, slot: _Slot, stream: torch.cuda.Stream) -> None:
+        # Capture does not execute: this call's outputs came from the eager run just before.
+        graph = torch.cuda.CUDAGraph()
+        self._bind(slot)
+        with torch.cuda.graph(graph, stream=stream):
+            self._execute(stream)
+        slot.graph = graph
+
+
+class TensorRTBackend:
+    """The three engines of one EngineSet behind scott.backend.DiffusionBackend."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engine_dir: str | Path,
+        model_dir: str | Path,
+        device: str | torch.device | None = None,
+        use_cuda_graphs: bool = True,
+    ) -> None:
+        from engines.tensorrt_build import EngineSet, check_engine_set
+        from engines.tensorrt_env import build_target, require_tensorrt
+
+        trt, self.device = require_tensorrt(device)
+        self.engine_set = EngineSet.read(engine_dir)
+        plans = check_engine_set(self.engine_set, model_dir, build_target(trt, self.device))
+        self.dims = self.engine_set.dims
+        specs = network_specs(self.dims)
+        self.profiles = {network: profile for network, (_, _, profile) in self.engine_set.engines.items()}
+        self.stream = torch.cuda.Stream(self.device)
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engines = {}
+        with torch.cuda.device(self.device):
+            for network in NETWORKS:
+                engine = TensorRTEngine(plans[network], specs[network], self.device, use_cuda_graphs)
+                engine.load(self._runtime)
+                engine.activate()
+                self.engines[network] = engine
+
+    def _infer(self, network: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        check_in_profile(network, self.profiles[network], inputs)
+        caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)  # inputs queued on the caller's stream come first
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+            (out,) = self.engines[network].infer(inputs, self.stream).values()
+        caller.wait_stream(self.stream)
+        out.record_stream(caller)  # allocated on our stream, used on the caller's
+        return out
+
+    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self._infer(TEXT_ENCODER, {"input_ids": input_ids.to(torch.int32)})
+
+    def predict(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text_embeddings: torch.Tensor,
+        timestep_cond: torch.Tensor | None,
+    ) -> torch.Tensor:
+        inputs = {
+            "sample": latents.to(torch.float32),
+            "timestep": timesteps.to(torch.float32),
+            "encoder_hidden_states": text_embeddings.to(torch.float32),
+        }
+        if (self.dims.guidance_embedding_dim is not None) != (timestep_cond is not None):
+            raise ValueError("timestep_cond must be given exactly when the UNet has a guidance embedding")
+        if timestep_cond is not None:
+            inputs["timestep_cond"] = timestep_cond.to(torch.float32)
+        return self._infer(UNET, inputs)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self._infer(VAE_DECODER, {"latents": latents.to(torch.float32)})
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+
+def load_tensorrt_pipeline(
+    model_dir: str | Path,
+    device: str | None = None,
+    engine_dir: str | Path | None = None,
+    max_batch_size: int | None = None,
+    sizes: list[tuple[int, int]] | None = None,
+    onnx_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TextToImagePipeline:
+    """A pipeline on TensorRT engines; fails first, naming what is missing, on hosts without TensorRT or CUDA.
+
+    Where the engines come from:
+    1. `engine_dir` given: the engines `scott build-engines --out engine_dir` made (engines.json); never rebuilt here.
+    2. `<model_dir>/engines/engines.json`: likewise, built beside the model.
+    3. Otherwise built on first use into `<cache_dir>/engines/<model fingerprint[:16]>/` (cache_dir defaults
+       to $SCOTT_CACHE_DIR or ~/.cache/scott) for max_batch_size (default 8) and the model's sizes,
+       from the ONNX export engines.onnx_export.resolve_onnx_dir finds or makes. The engine cache reuses
+       plans whose key matches, so only the first start on a new GPU or TensorRT version builds.
+    Every plan's sidecar is checked against this host (TensorRT version, GPU) before it is loaded.
+    """
+    from engines.onnx_export import default_cache_dir, model_fingerprint
+    from engines.tensorrt_build import DEFAULT_MAX_BATCH_SIZE, INDEX, build_engines
+    from engines.tensorrt_env import require_tensorrt
+
+    require_tensorrt(device)  # before any export or build work
+    model_dir = Path(model_dir)
+    if engine_dir is None and (model_dir / "engines" / INDEX).is_file():
+        engine_dir = model_dir / "engines"
+    if engine_dir is None:
+        engine_dir = Path(cache_dir or default_cache_dir()) / "engines" / model_fingerprint(model_dir)[:16]
+        build_engines(
+            model_dir, engine_dir, max_batch_size or DEFAULT_MAX_BATCH_SIZE, sizes, onnx_dir=onnx_dir, device=device,
+            log=log,
+        )  # fmt: skip
+    backend = TensorRTBackend(engine_dir, model_dir, device)
+    schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
+    tokenizer = load_tokenizer(model_dir / "tokenizer")
+    info = dataclasses.replace(backend.engine_set.model_info, name=model_dir.name)
+    return TextToImagePipeline(backend, tokenizer, schedule, info)
