@@ -187,7 +187,7 @@ def build_profiles(
     the opt shape (the model's default size if it is in range, else the first size; batch
     opt_batch_size, default 1 as latency is what this server optimizes). A model without a
     guidance embedding runs classifier-free guidance as one UNet call on a doubled batch, so its
-    UNet profile goes to 2 x max_batch_size.
+    UNet profile goes to 2 x max_batch_size (and down to 1: at guidance 1 there is no doubling).
     """
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -209,17 +209,14 @@ def build_profiles(
     def point(batch: int, width: int, height: int) -> dict[str, int]:
         return dims.latent_dims(batch, width, height)
 
-    corners = (
-        point(1, min(widths), min(heights)),
-        point(opt_batch, *opt_size),
-        point(max_batch_size, max(widths), max(heights)),
-    )
     profiles: dict[str, Profile] = {}
     for name, spec in network_specs(dims).items():
         factor = unet_factor if name == UNET else 1
-        rows = []
-        for tensor in spec.inputs:
-            lo, opt, hi = (tensor.concrete({**c, "batch": c["batch"] * factor}) for c in corners)
-            rows.append((tensor.name, lo, opt, hi))
+        corners = (
+            point(1, min(widths), min(heights)),
+            point(opt_batch * factor, *opt_size),
+            point(max_batch_size * factor, max(widths), max(heights)),
+        )
+        rows = [(t.name, *(t.concrete(c) for c in corners)) for t in spec.inputs]
         profiles[name] = Profile(tuple(rows))
     return profiles

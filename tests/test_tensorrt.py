@@ -1,0 +1,304 @@
+"""TensorRT: profiles, build planning and the engine index run everywhere; engines themselves need a GPU.
+
+The GPU tests at the bottom build real FP16 engines for the tiny model and compare them with
+PyTorch; they are skipped, with the reason, on hosts without TensorRT or CUDA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from engines import load_pipeline
+from engines.engine_cache import BuildTarget, EngineCacheError
+from engines.onnx_export import MANIFEST, MANIFEST_FORMAT, OnnxExport, model_fingerprint
+from engines.shapes import NETWORKS, Profile, build_profiles, parse_size
+from engines.tensorrt_build import EngineSet, build_engine_set, build_engines, check_engine_set, plan_engines
+from engines.tensorrt_env import REQUIREMENT, missing_requirements
+from engines.tensorrt_runtime import check_in_profile
+from scott.models import build_model, save_model
+from scott.pipeline import ModelInfo
+
+H100 = BuildTarget("10.7.0", "NVIDIA H100 80GB HBM3", "9.0")
+A100 = BuildTarget("10.7.0", "NVIDIA A100-SXM4-80GB", "8.0")
+MISSING = missing_requirements(torch.device("cuda"))
+needs_gpu = pytest.mark.skipif(bool(MISSING), reason=f"{REQUIREMENT}; found: {'; '.join(MISSING)}")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_model(build_model("tiny", seed=0), tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def info(model_dir) -> ModelInfo:
+    from scott.models import load_model
+
+    return ModelInfo.from_bundle(load_model(model_dir))
+
+
+# -- profiles --------------------------------------------------------------------------------------
+
+
+def test_profiles_cover_batch_and_the_models_sizes(info):
+    assert (info.min_size, info.default_size, info.max_size, info.vae_scale_factor) == (32, 64, 128, 8)
+    profiles = build_profiles(info, text_dim=128, max_batch_size=8)
+    assert profiles["text_encoder"].to_json() == {"input_ids": {"min": [1, 77], "opt": [1, 77], "max": [8, 77]}}
+    unet = profiles["unet"].to_json()
+    assert list(unet) == ["sample", "timestep", "encoder_hidden_states", "timestep_cond"]
+    assert unet["sample"] == {"min": [1, 4, 4, 4], "opt": [1, 4, 8, 8], "max": [8, 4, 16, 16]}
+    assert unet["timestep"] == {"min": [1], "opt": [1], "max": [8]}
+    assert unet["timestep_cond"]["max"] == [8, 64]
+    assert profiles["vae_decoder"].to_json()["latents"] == unet["sample"]
+
+
+def test_profiles_from_explicit_sizes_and_opt_batch(info):
+    profiles = build_profiles(
+        info, 128, max_batch_size=4, sizes=[parse_size("64"), parse_size("128x64")], opt_batch_size=2
+    )
+    # Latents are (height, width): 64x64 px -> 8x8, 128 wide x 64 high -> 8x16.
+    assert profiles["unet"].to_json()["sample"] == {"min": [1, 4, 8, 8], "opt": [2, 4, 8, 8], "max": [4, 4, 8, 16]}
+    assert profiles["unet"].contains("sample", (3, 4, 8, 12))
+    assert not profiles["unet"].contains("sample", (5, 4, 8, 8))
+    assert not profiles["unet"].contains("sample", (1, 4, 16, 8))  # 64 wide x 128 high was not asked for
+
+
+def test_cfg_models_double_the_unet_batch(info):
+    cfg = dataclasses.replace(info, guidance_embedding_dim=None)
+    profiles = build_profiles(cfg, 128, max_batch_size=4, opt_batch_size=2)
+    unet = profiles["unet"].to_json()
+    assert "timestep_cond" not in unet
+    assert unet["sample"]["min"][0] == 1 and unet["sample"]["opt"][0] == 4 and unet["sample"]["max"][0] == 8
+    assert profiles["text_encoder"].to_json()["input_ids"]["max"] == [4, 77]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"max_batch_size": 4, "sizes": [(64, 72)]}, "size 64x72: height 72"),
+        ({"max_batch_size": 4, "sizes": [(256, 256)]}, "size 256x256"),
+        ({"max_batch_size": 4, "opt_batch_size": 5}, "opt_batch_size"),
+    ],
+)
+def test_profile_errors(info, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_profiles(info, 128, **kwargs)
+
+
+def test_parse_size():
+    assert parse_size("512x768") == (512, 768) and parse_size("640") == (640, 640)
+    for bad in ("512x", "axb", "1x2x3", ""):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+def test_check_in_profile_names_the_input():
+    profile = Profile((("sample", (1, 4, 8, 8), (1, 4, 8, 8), (4, 4, 16, 16)),))
+    check_in_profile("unet", profile, {"sample": torch.zeros(4, 4, 16, 8)})
+    with pytest.raises(ValueError, match=r"unet.sample has shape \(5, 4, 8, 8\), outside .*--max-batch-size"):
+        check_in_profile("unet", profile, {"sample": torch.zeros(5, 4, 8, 8)})
+
+
+# -- missing TensorRT / CUDA is an error, never a fallback --------------------------------------------
+
+
+@pytest.mark.skipif(not MISSING, reason="this host has TensorRT and a CUDA GPU")
+def test_backend_without_tensorrt_names_what_is_missing(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCOTT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError) as raised:
+        load_pipeline(model_dir, backend="tensorrt")
+    message = str(raised.value)
+    assert message.startswith(REQUIREMENT) and "pip install scott-serve[tensorrt]" in message
+    assert "found: " in message and any(m in message for m in MISSING)
+    with pytest.raises(RuntimeError, match="tensorrt backend needs"):
+        build_engines(model_dir, tmp_path / "engines")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "engines").exists()  # failed before any work
+
+
+def test_cpu_device_is_rejected_for_tensorrt():
+    problems = missing_requirements(torch.device("cpu"))
+    assert "device 'cpu' is not a CUDA device" in problems
+
+
+# -- planning, building into the cache, the index ---------------------------------------------------
+
+
+@pytest.fixture
+def fake_export(tmp_path, model_dir, info) -> OnnxExport:
+    """An export folder with stand-in graphs: planning hashes the files but never runs them."""
+    root = tmp_path / "onnx"
+    root.mkdir()
+    networks = {}
+    for name in NETWORKS:
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
+        )
+        onnx.save_model(helper.make_model(graph), str(root / f"{name}.onnx"))
+        networks[name] = {"file": f"{name}.onnx"}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "source": {"fingerprint": model_fingerprint(model_dir)},
+        "model_info": dataclasses.asdict(info),
+        "dims": {
+            "text_tokens": 77,
+            "text_dim": 128,
+            "latent_channels": 4,
+            "vae_scale_factor": 8,
+            "guidance_embedding_dim": 64,
+        },
+        "networks": networks,
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    return OnnxExport.read(root)
+
+
+class RecordingBuilder:
+    """Stands in for TensorRT's builder (not installable here): records what it was asked to build."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Profile, str]] = []
+
+    def __call__(self, onnx_path: Path, plan_path: Path, profile: Profile, precision: str, timing_cache: Path) -> None:
+        self.calls.append((onnx_path.stem, profile, precision))
+        plan_path.write_bytes(f"plan of {onnx_path.name} {profile.to_json()}".encode())
+
+
+def test_build_engine_set_builds_once_and_indexes(fake_export, model_dir, tmp_path):
+    builder = RecordingBuilder()
+    out = tmp_path / "engines"
+    built = build_engine_set(fake_export, out, H100, max_batch_size=4, builder=builder)
+    assert [c[0] for c in builder.calls] == list(NETWORKS) and {c[2] for c in builder.calls} == {"fp16"}
+    expected = build_profiles(fake_export.info(), 128, 4)
+    assert {name: prof for name, prof, _ in builder.calls} == expected
+
+    loaded = EngineSet.read(out)
+    assert loaded == built
+    assert loaded.model_info == fake_export.info() and loaded.dims == fake_export.dims
+    plans = check_engine_set(loaded, model_dir, H100)
+    assert set(plans) == set(NETWORKS) and all(p.is_file() and p.parent == out for p in plans.values())
+
+    # Same request again: everything comes from the cache.
+    build_engine_set(fake_export, out, H100, max_batch_size=4, builder=builder)
+    assert len(builder.calls) == 3
+    # A larger max batch is another profile, hence another key: built anew beside the old plans.
+    build_engine_set(fake_export, out, H100, max_batch_size=8, builder=builder)
+    assert len(builder.calls) == 6 and len(list(out.glob("*.plan"))) == 6
+
+
+def test_engines_from_another_gpu_are_refused(fake_export, model_dir, tmp_path):
+    out = tmp_path / "engines"
+    engine_set = build_engine_set(fake_export, out, H100, max_batch_size=2, builder=RecordingBuilder())
+    with pytest.raises(EngineCacheError, match=r"gpu_name: wanted 'NVIDIA A100.*built 'NVIDIA H100"):
+        check_engine_set(engine_set, model_dir, A100)
+    newer = dataclasses.replace(H100, tensorrt_version="10.8.0")
+    with pytest.raises(EngineCacheError, match="tensorrt_version"):
+        check_engine_set(engine_set, model_dir, newer)
+
+
+def test_engines_of_other_weights_are_refused(fake_export, model_dir, tmp_path):
+    engine_set = build_engine_set(fake_export, tmp_path / "engines", H100, builder=RecordingBuilder())
+    other = save_model(build_model("tiny", seed=1), tmp_path / "other")
+    with pytest.raises(ValueError, match="other weights"):
+        check_engine_set(engine_set, other, H100)
+
+
+def test_plan_keys_follow_the_onnx_content(fake_export):
+    before = plan_engines(fake_export, H100, max_batch_size=2)
+    path = fake_export.path("unet")
+    model = onnx.load(str(path))
+    model.graph.node[0].name = "renamed"
+    onnx.save_model(model, str(path))
+    after = plan_engines(fake_export, H100, max_batch_size=2)
+    assert after["unet"].key.digest() != before["unet"].key.digest()
+    assert after["vae_decoder"].key == before["vae_decoder"].key
+    with pytest.raises(ValueError, match="precision"):
+        plan_engines(fake_export, H100, precision="int4")
+
+
+# -- on a GPU host with TensorRT: real engines against PyTorch -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trt_backend(model_dir, tmp_path_factory):
+    from engines.tensorrt_runtime import TensorRTBackend
+
+    out = tmp_path_factory.mktemp("engines")
+    build_engines(
+        model_dir, out, max_batch_size=4, sizes=[(32, 32), (64, 64)], onnx_dir=tmp_path_factory.mktemp("onnx")
+    )
+    return TensorRTBackend(out, model_dir, "cuda")
+
+
+@pytest.fixture(scope="module")
+def fp32_reference(model_dir):
+    from engines.torch_backend import TorchBackend
+    from scott.models import load_model
+
+    return TorchBackend(load_model(model_dir, torch.float32), torch.device("cuda"), torch.float32)
+
+
+@needs_gpu
+def test_engines_match_pytorch_within_fp16_tolerance(trt_backend, fp32_reference):
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 49408, (3, 77), generator=gen)
+    latents = torch.randn(3, 4, 8, 8, generator=gen).cuda()
+    text = fp32_reference.encode_text(ids)
+    timesteps = torch.tensor([999, 499, 19], device="cuda")
+    cond = torch.randn(3, 64, generator=gen).cuda()
+    pairs = {
+        "text": (trt_backend.encode_text(ids.cuda()), text),
+        "unet": (
+            trt_backend.predict(latents, timesteps, text, cond),
+            fp32_reference.predict(latents, timesteps, text, cond),
+        ),
+        "vae": (trt_backend.decode(latents), fp32_reference.decode(latents)),
+    }
+    for name, (actual, expected) in pairs.items():
+        assert actual.shape == expected.shape and actual.dtype == torch.float32, name
+        error = (actual - expected).abs()
+        scale = expected.abs().max().item()
+        assert error.max().item() <= 2e-2 * max(1.0, scale), (name, error.max().item())
+        assert error.mean().item() <= 2e-3 * max(1.0, scale), (name, error.mean().item())
+
+
+@needs_gpu
+def test_cuda_graph_replay_matches_eager_and_returns_fresh_tensors(trt_backend, model_dir):
+    from engines.tensorrt_runtime import TensorRTBackend
+
+    eager = TensorRTBackend(trt_backend.engine_set.root, model_dir, "cuda", use_cuda_graphs=False)
+    gen = torch.Generator().manual_seed(1)
+    for batch in (1, 2):
+        inputs = [torch.randn(batch, 4, 8, 8, generator=gen).cuda() for _ in range(4)]
+        outs = [trt_backend.decode(z) for z in inputs]  # runs 1-2 eager, then the captured graph
+        assert trt_backend.engines["vae_decoder"]._slots[((batch, 4, 8, 8),)].graph is not None
+        for z, out in zip(inputs, outs, strict=True):
+            torch.testing.assert_close(out, eager.decode(z), atol=1e-3, rtol=1e-3)
+        assert len({o.data_ptr() for o in outs}) == len(outs)  # never a shared internal buffer
+    with pytest.raises(ValueError, match="outside the engine's profile"):
+        trt_backend.decode(torch.zeros(5, 4, 8, 8, device="cuda"))
+
+
+@needs_gpu
+def test_pipeline_on_tensorrt_matches_torch(trt_backend, model_dir):
+    from scott.pipeline import ImageRequest, TextToImagePipeline
+
+    reference = load_pipeline(model_dir, backend="torch", device="cuda")
+    engines = TextToImagePipeline(trt_backend, reference.tokenizer, reference.schedule, reference.info)
+    requests = [
+        ImageRequest("a red circle", seed=i, steps=4, guidance_scale=6.0, gamma=0.3, width=64, height=64)
+        for i in range(3)
+    ]
+    expected = reference.generate(requests).images.astype(np.float64)
+    actual = engines.generate(requests).images.astype(np.float64)
+    assert np.abs(actual - expected).mean() < 3 / 255
