@@ -5,13 +5,12 @@ Pure ASGI rather than BaseHTTPMiddleware so the route can still await http.disco
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.schemas import ErrorDetail, ErrorResponse
+from server.errors import error_response
 
 
 class BodySizeLimit:
@@ -26,7 +25,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._too_large(send)
+            await self._too_large(scope, receive, send)
             return
         chunks, total = [], 0
         while True:
@@ -36,7 +35,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_bytes:
-                await self._too_large(send)
+                await self._too_large(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -53,18 +52,13 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.on_reject is not None:
             self.on_reject("too_large")
-        detail = ErrorDetail(
-            type="payload_too_large", field="body", message=f"body: request body exceeds {self.max_bytes} bytes"
-        )
-        payload = json.dumps(ErrorResponse(error=detail).model_dump()).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        message = f"body: request body exceeds {self.max_bytes} bytes"
         # Close the connection: the unread rest of the body must not be parsed as the next request.
-        headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        response = error_response(413, "payload_too_large", message, "body", headers={"Connection": "close"})
+        await response(scope, receive, send)
 
 
 class RequestTimer:

@@ -1,0 +1,36 @@
+"""Session fixtures shared by the test suite: the tiny model folder, its pipeline, a live server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scott.models import build_model, save_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A diffusers-format folder of the tiny preset (random weights, seed 0), built once per session."""
+    return save_model(build_model("tiny", seed=0), tmp_path_factory.mktemp("models") / "scott-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_model_dir: Path):
+    """The tiny model loaded on the CPU with the torch backend, once per session."""
+    from engines import load_pipeline
+
+    return load_pipeline(tiny_model_dir, backend="torch", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_model_dir: Path) -> Iterator:
+    """The real app (loading the tiny model itself) served by uvicorn on a free port; yields a BackgroundServer."""
+    from server.app import create_app
+    from server.background import BackgroundServer
+    from server.settings import ServerSettings
+
+    settings = ServerSettings(model_dir=tiny_model_dir, device="cpu", max_batch_size=8, max_wait_ms=20)
+    with BackgroundServer(create_app(settings)) as server:
+        yield server

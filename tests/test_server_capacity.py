@@ -1,0 +1,146 @@
+"""Over capacity on the real server: 429 with Retry-After, 504 past the deadline, disconnected clients dropped.
+
+The real tiny pipeline runs behind a gate the test can close, so the worker is provably busy while the
+queue fills; nothing about the generation itself is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import httpx
+import pytest
+
+from scott.pipeline import GenerationOutput, ImageRequest, TextToImagePipeline
+from server.app import create_app
+from server.background import BackgroundServer
+from server.settings import ServerSettings
+
+
+class GatedPipeline:
+    """The real pipeline; generate() first waits for the gate, and says when a batch is held there."""
+
+    def __init__(self, pipeline: TextToImagePipeline) -> None:
+        self._pipeline = pipeline
+        self.info, self.backend = pipeline.info, pipeline.backend
+        self.gate, self.holding = threading.Event(), threading.Event()
+        self.gate.set()
+
+    def generate(self, requests: Sequence[ImageRequest]) -> GenerationOutput:
+        if not self.gate.is_set():
+            self.holding.set()
+            self.gate.wait(timeout=60)
+        return self._pipeline.generate(requests)
+
+    def close(self) -> None:
+        self.gate.clear()
+        self.holding.clear()
+
+
+@pytest.fixture(scope="module")
+def gated(tiny_pipeline) -> GatedPipeline:
+    return GatedPipeline(tiny_pipeline)
+
+
+@pytest.fixture(scope="module")
+def server(gated: GatedPipeline):
+    settings = ServerSettings(max_batch_size=8, max_wait_ms=1, max_queue=8, request_timeout_s=20)
+    with BackgroundServer(create_app(settings, pipeline=gated)) as server:
+        yield server
+    gated.gate.set()
+
+
+def metric(url: str, name: str) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} missing")
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def hold_worker(server: BackgroundServer, gated: GatedPipeline, n: int = 1) -> threading.Thread:
+    """Close the gate and send a request whose batch the worker then holds; returns its thread."""
+    gated.close()
+    results: list[httpx.Response] = []
+    thread = threading.Thread(
+        target=lambda: results.append(
+            httpx.post(server.url + "/generate", json={"prompt": "occupant", "num_images": n, "seed": 1}, timeout=60)
+        )
+    )
+    thread.results = results  # type: ignore[attr-defined]
+    thread.start()
+    assert gated.holding.wait(10), "the worker never picked up the occupant"
+    return thread
+
+
+def release(gated: GatedPipeline, occupant: threading.Thread) -> httpx.Response:
+    gated.gate.set()
+    occupant.join(60)
+    response = occupant.results[0]  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_a_full_queue_answers_429_with_retry_after_and_others_still_run(server, gated) -> None:
+    url = server.url
+    occupant = hold_worker(server, gated)
+
+    async def flood() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            queued = asyncio.ensure_future(
+                client.post("/generate", json={"prompt": "fits", "num_images": 8, "steps": 1, "width": 32})
+            )
+            await asyncio.sleep(0.2)  # the 8 images of `queued` now fill max_queue
+            extra = [client.post("/generate", json={"prompt": f"extra {i}", "steps": 1}) for i in range(5)]
+            rejected = await asyncio.gather(*extra)
+            gated.gate.set()
+            return [await queued, *rejected]
+
+    queued, *rejected = asyncio.run(flood())
+    for response in rejected:
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) >= 1
+        assert response.json()["error"]["type"] == "queue_full"
+    assert queued.status_code == 200 and len(queued.json()["images"]) == 8
+    release(gated, occupant)
+    assert metric(url, 'scott_rejections_total{reason="queue_full"}') == 5
+    after = httpx.post(url + "/generate", json={"prompt": "after the flood", "steps": 1}, timeout=60)
+    assert after.status_code == 200
+
+
+def test_a_request_past_its_deadline_gets_504_and_is_never_generated(server, gated) -> None:
+    url = server.url
+    before = metric(url, "scott_images_generated_total")
+    occupant = hold_worker(server, gated)
+    late = httpx.post(url + "/generate", json={"prompt": "late", "timeout_ms": 200, "width": 32}, timeout=60)
+    assert late.status_code == 504
+    assert late.json()["error"]["type"] == "timeout"
+    assert metric(url, "scott_queue_depth") == 0  # dropped from the queue at once, not when the worker looks
+    release(gated, occupant)
+    assert metric(url, "scott_images_generated_total") == before + 1  # the occupant only
+    assert metric(url, 'scott_dropped_jobs_total{reason="timeout"}') == 1
+    assert metric(url, 'scott_rejections_total{reason="timeout"}') == 1
+
+
+def test_a_disconnected_client_is_dropped_before_it_costs_compute(server, gated) -> None:
+    url = server.url
+    before = metric(url, "scott_images_generated_total")
+    occupant = hold_worker(server, gated)
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
+        httpx.post(url + "/generate", json={"prompt": "impatient", "num_images": 4, "width": 32}, timeout=0.3)
+    wait_for(lambda: metric(url, 'scott_dropped_jobs_total{reason="disconnected"}') == 1)
+    assert metric(url, "scott_queue_depth") == 0
+    release(gated, occupant)
+    time.sleep(0.2)  # give a wrongly kept job the chance to run
+    assert metric(url, "scott_images_generated_total") == before + 1
+    assert metric(url, 'scott_rejections_total{reason="disconnected"}') == 1

@@ -1,0 +1,104 @@
+"""Liveness, readiness (only once loaded and warm), KServe v2 aliases, /metrics series, settings."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.background import BackgroundServer
+from server.settings import ServerSettings
+
+SERIES = [
+    "scott_request_duration_seconds_bucket",
+    "scott_queue_wait_seconds_bucket",
+    'scott_inference_stage_seconds_bucket{le="0.001",stage="unet"}',
+    'scott_inference_stage_seconds_bucket{le="0.001",stage="text"}',
+    'scott_inference_stage_seconds_bucket{le="0.001",stage="vae"}',
+    "scott_encode_seconds_bucket",
+    "scott_batch_size_bucket",
+    "scott_queue_depth ",
+    "scott_images_generated_total ",
+    'scott_rejections_total{reason="queue_full"}',
+    'scott_dropped_jobs_total{reason="disconnected"}',
+    "scott_ready 1.0",
+]
+
+
+def test_live_and_ready_when_loaded(live_server) -> None:
+    with httpx.Client(base_url=live_server.url) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json() == {"status": "ready", "model": "scott-tiny"}
+        assert client.get("/v2/health/live").json() == {"live": True}
+        assert client.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_metrics_export_the_scott_series(live_server) -> None:
+    httpx.post(live_server.url + "/generate", json={"prompt": "for the metrics", "steps": 1}, timeout=60)
+    text = httpx.get(live_server.url + "/metrics").text
+    for series in SERIES:
+        assert series in text, series
+    assert "prompt" not in text.replace("scott_", "")  # no request content in labels
+    assert 'endpoint="/generate",le="0.001",status="200"' in text
+
+
+def test_not_ready_until_the_model_is_loaded_and_warm(tiny_model_dir) -> None:
+    settings = ServerSettings(model_dir=tiny_model_dir, device="cpu")
+    with (
+        BackgroundServer(create_app(settings), wait_ready=False) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready = client.get("/readyz")
+            seen.append(ready.json()["status"])
+            if ready.status_code == 200:
+                break
+            assert client.get("/healthz").status_code == 200  # live while loading
+            assert client.get("/v2/health/ready").status_code == 503
+            early = client.post("/generate", json={"prompt": "too early"})
+            if early.status_code == 503:
+                assert early.json()["error"]["type"] == "not_ready"
+                assert early.headers["Retry-After"] == "1"
+            time.sleep(0.01)
+        assert seen[0] == "loading" and seen[-1] == "ready"
+        assert client.post("/generate", json={"prompt": "now", "steps": 1}).status_code == 200
+
+
+def test_a_model_that_fails_to_load_is_neither_live_nor_ready(tmp_path) -> None:
+    settings = ServerSettings(model_dir=tmp_path / "missing")
+    with (
+        BackgroundServer(create_app(settings), wait_ready=False) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").json()["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "not a diffusers model folder" in ready.json()["error"]
+        assert client.get("/healthz").status_code == 503
+        assert client.get("/v2/health/live").json() == {"live": False}
+        failed = client.post("/generate", json={"prompt": "x"})
+        assert failed.status_code == 503 and "missing" in failed.json()["error"]["message"]
+
+
+def test_each_app_has_its_own_metrics_registry(tiny_pipeline) -> None:
+    first, second = create_app(ServerSettings(), tiny_pipeline), create_app(ServerSettings(), tiny_pipeline)
+    first.state.service.metrics.reject("queue_full")
+    assert b'reason="queue_full"} 1.0' in first.state.service.metrics.render()
+    assert b'reason="queue_full"} 0.0' in second.state.service.metrics.render()
+
+
+def test_settings_come_from_scott_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOTT_MAX_BATCH_SIZE", "4")
+    monkeypatch.setenv("SCOTT_MAX_WAIT_MS", "7.5")
+    monkeypatch.setenv("SCOTT_MODEL_DIR", "/models/custom")
+    settings = ServerSettings()
+    assert (settings.max_batch_size, settings.max_wait_ms, settings.served_model_name) == (4, 7.5, "custom")
+    assert ServerSettings(max_batch_size=2).max_batch_size == 2  # explicit (CLI) values win
+    monkeypatch.setenv("SCOTT_MAX_QUEUE", "4")
+    with pytest.raises(ValueError, match="max_queue"):
+        ServerSettings()

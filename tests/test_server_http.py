@@ -1,0 +1,92 @@
+"""POST /generate on the real app over real HTTP: JSON and PNG responses, seeds, defaults, truncation."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def client(live_server) -> httpx.Client:
+    with httpx.Client(base_url=live_server.url, timeout=60.0) as client:
+        yield client
+
+
+def decode(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return np.asarray(image)
+
+
+def test_accept_png_returns_the_image_itself(client: httpx.Client) -> None:
+    response = client.post("/generate", json={"prompt": "a red circle", "seed": 5}, headers={"Accept": "image/png"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["x-seed"] == "5"
+    assert response.headers["x-prompt-truncated"] == "false"
+    assert "unet;dur=" in response.headers["server-timing"]
+    assert decode(response.content).shape == (64, 64, 3)
+
+
+def test_json_carries_base64_pngs_of_the_asked_size_with_seeds_and_timings(client: httpx.Client) -> None:
+    body = {"prompt": "a blue square", "seed": 40, "num_images": 3, "width": 96, "height": 48, "steps": 2}
+    response = client.post("/generate", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert [image["seed"] for image in data["images"]] == [40, 41, 42]
+    for image in data["images"]:
+        assert decode(base64.b64decode(image["b64_png"])).shape == (48, 96, 3)
+    assert (data["width"], data["height"], data["steps"]) == (96, 48, 2)
+    assert data["prompt_truncated"] is False
+    assert sum(data["batch_sizes"]) >= 3
+    timings = data["timings"]
+    assert set(timings) == {"queue", "text", "unet", "vae", "encode", "total"}
+    assert timings["total"] >= timings["unet"] > 0
+    # Different seeds make different images.
+    first, second = (decode(base64.b64decode(image["b64_png"])) for image in data["images"][:2])
+    assert not np.array_equal(first, second)
+
+
+def test_defaults_come_from_the_model(client: httpx.Client, tiny_pipeline) -> None:
+    info = tiny_pipeline.info
+    data = client.post("/generate", json={"prompt": "defaults"}).json()
+    assert (data["width"], data["height"]) == (info.default_size, info.default_size)
+    assert data["steps"] == info.default_steps
+    assert data["guidance_scale"] == info.default_guidance_scale
+    assert data["gamma"] == info.default_gamma
+    assert data["model"] == "scott-tiny"
+
+
+def test_an_omitted_seed_is_random_and_returned_and_reproduces_the_image(client: httpx.Client) -> None:
+    png = {"Accept": "image/png"}
+    first = client.post("/generate", json={"prompt": "random seed"}, headers=png)
+    second = client.post("/generate", json={"prompt": "random seed"}, headers=png)
+    assert first.headers["x-seed"] != second.headers["x-seed"]
+    again = client.post("/generate", json={"prompt": "random seed", "seed": int(first.headers["x-seed"])}, headers=png)
+    assert again.content == first.content  # both ran alone: the same batch size, so bit-identical
+
+
+def test_a_prompt_past_the_token_window_is_truncated_and_says_so(client: httpx.Client) -> None:
+    data = client.post("/generate", json={"prompt": "a very long prompt " * 40, "steps": 1}).json()
+    assert data["prompt_truncated"] is True
+    short = client.post("/generate", json={"prompt": "short", "steps": 1}, headers={"Accept": "image/png"})
+    assert short.headers["x-prompt-truncated"] == "false"
+
+
+def test_accept_png_with_several_images_is_406_naming_num_images(client: httpx.Client) -> None:
+    response = client.post("/generate", json={"prompt": "x", "num_images": 2}, headers={"Accept": "image/png"})
+    assert response.status_code == 406
+    assert response.json()["error"]["field"] == "num_images"
+
+
+def test_accept_negotiation_prefers_the_higher_q(client: httpx.Client) -> None:
+    body = {"prompt": "q values", "seed": 1, "steps": 1}
+    json_first = client.post("/generate", json=body, headers={"Accept": "image/png;q=0.5, application/json"})
+    assert json_first.headers["content-type"].startswith("application/json")
+    png_first = client.post("/generate", json=body, headers={"Accept": "image/png, */*;q=0.1"})
+    assert png_first.headers["content-type"] == "image/png"
