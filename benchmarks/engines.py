@@ -1,0 +1,198 @@
+"""Latency of each backend, stage by stage and end to end, beside diffusers' own pipeline on the same weights.
+
+    .venv/bin/python benchmarks/engines.py                      # tiny model, torch + onnx (+ tensorrt if present)
+    .venv/bin/python benchmarks/engines.py --model DIR --device cuda --batches 1,4,8
+
+Stages: text encoder, one UNet call, VAE decode. End to end: TextToImagePipeline.generate at 1/2/4
+steps. The peer is diffusers' LatentConsistencyModelPipeline built from the same fp32 (CPU) or
+fp16 (CUDA) modules with an LCMScheduler from the model's scheduler config. Times are medians of
+--repeats runs after --warmup runs; the target line checks ONNX Runtime >= 1.5x diffusers at
+batch 1, 1 step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engines import load_pipeline
+from engines.onnxruntime_backend import physical_cores
+from engines.tensorrt_env import missing_requirements
+from scott.models import build_model, load_model, save_model
+from scott.pipeline import ImageRequest, TextToImagePipeline
+
+TARGET_SPEEDUP = 1.5
+GUIDANCE = 8.0
+
+
+def median_ms(fn: Callable[[], object], sync: Callable[[], None], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def requests(batch: int, steps: int, size: int) -> list[ImageRequest]:
+    return [
+        ImageRequest(
+            f"a red circle number {i}", seed=i, steps=steps, guidance_scale=GUIDANCE, gamma=0.3, width=size, height=size
+        )
+        for i in range(batch)
+    ]
+
+
+def stage_times(pipe: TextToImagePipeline, batch: int, size: int, warmup: int, repeats: int) -> dict[str, float]:
+    backend, info = pipe.backend, pipe.info
+    device = backend.device
+    ids, _ = pipe.tokenize([f"prompt {i}" for i in range(batch)])
+    ids = ids.to(device)
+    side = size // info.vae_scale_factor
+    latents = torch.randn(batch, info.latent_channels, side, side, device=device)
+    text = backend.encode_text(ids)
+    timesteps = torch.full((batch,), 999, dtype=torch.long, device=device)
+    cond = None
+    if info.guidance_embedding_dim is not None:
+        from scott.schedule import guidance_scale_embedding
+
+        cond = guidance_scale_embedding(torch.full((batch,), GUIDANCE), info.guidance_embedding_dim).to(device)
+    sync = backend.synchronize
+    return {
+        "text": median_ms(lambda: backend.encode_text(ids), sync, warmup, repeats),
+        "unet": median_ms(lambda: backend.predict(latents, timesteps, text, cond), sync, warmup, repeats),
+        "vae": median_ms(lambda: backend.decode(latents), sync, warmup, repeats),
+    }
+
+
+def diffusers_peer(model_dir: Path, device: torch.device):
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    bundle = load_model(model_dir, dtype=dtype)
+    pipe = LatentConsistencyModelPipeline(
+        vae=bundle.vae,
+        text_encoder=bundle.text_encoder,
+        tokenizer=bundle.tokenizer,
+        unet=bundle.unet,
+        scheduler=LCMScheduler.from_config(bundle.scheduler_config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="diffusers-format folder (default: the tiny preset, seed 0)")
+    parser.add_argument("--backends", default="torch,onnx,tensorrt", help="comma list; tensorrt is skipped if absent")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batches", default="1,4,8")
+    parser.add_argument("--steps", default="1,2,4")
+    parser.add_argument("--size", type=int, help="image side (default: the model's)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-diffusers", action="store_true")
+    args = parser.parse_args(argv)
+    console = Console(width=160)  # tables stay whole when piped to a file
+
+    torch.set_num_threads(physical_cores())  # the same threads for torch as ORT gets
+    scratch = tempfile.TemporaryDirectory(prefix="scott-bench-")
+    model_dir = args.model or save_model(build_model("tiny", seed=0), Path(scratch.name) / "tiny")
+    device = torch.device(args.device)
+    batches = [int(b) for b in args.batches.split(",")]
+    step_counts = [int(s) for s in args.steps.split(",")]
+
+    pipelines: dict[str, TextToImagePipeline] = {}
+    for name in args.backends.split(","):
+        if name == "tensorrt" and missing_requirements(device):
+            console.print(f"[yellow]tensorrt skipped: {'; '.join(missing_requirements(device))}[/yellow]")
+            continue
+        pipelines[name] = load_pipeline(model_dir, backend=name, device=args.device)
+    size = args.size or next(iter(pipelines.values())).info.default_size
+
+    console.print(
+        f"model {model_dir} | {size}x{size} | device {device} | torch {torch.__version__} | "
+        f"{physical_cores()} physical cores | median of {args.repeats} after {args.warmup} warm-up"
+    )
+    stages = Table(title="Per-stage latency (ms)")
+    for column in ("backend", "batch", "text encoder", "UNet step", "VAE decode"):
+        stages.add_column(column, justify="right" if column != "backend" else "left")
+    for name, pipe in pipelines.items():
+        for batch in batches:
+            t = stage_times(pipe, batch, size, args.warmup, args.repeats)
+            stages.add_row(name, str(batch), f"{t['text']:.2f}", f"{t['unet']:.2f}", f"{t['vae']:.2f}")
+    console.print(stages)
+
+    e2e: dict[str, dict[tuple[int, int], float]] = {}
+    for name, pipe in pipelines.items():
+        sync = pipe.backend.synchronize
+        e2e[name] = {
+            (b, s): median_ms(
+                lambda p=pipe, b=b, s=s: p.generate(requests(b, s, size)), sync, args.warmup, args.repeats
+            )
+            for b in batches
+            for s in step_counts
+        }
+    if not args.no_diffusers:
+        peer = diffusers_peer(model_dir, device)
+        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+        def run_peer(b: int, s: int) -> object:
+            generator = [torch.Generator().manual_seed(i) for i in range(b)]
+            prompts = [f"a red circle number {i}" for i in range(b)]
+            return peer(
+                prompts, num_inference_steps=s, guidance_scale=GUIDANCE, height=size, width=size,
+                generator=generator, output_type="np",
+            )  # fmt: skip
+
+        e2e["diffusers"] = {
+            (b, s): median_ms(lambda b=b, s=s: run_peer(b, s), sync, args.warmup, args.repeats)
+            for b in batches
+            for s in step_counts
+        }
+
+    table = Table(title="End-to-end latency (ms): prompt -> uint8 images")
+    table.add_column("backend")
+    for b in batches:
+        for s in step_counts:
+            table.add_column(f"b{b} {s}-step", justify="right")
+    if "diffusers" in e2e:
+        table.add_column("vs diffusers b1 1-step", justify="right")
+    for name, row in e2e.items():
+        cells = [f"{row[(b, s)]:.1f}" for b in batches for s in step_counts]
+        if "diffusers" in e2e:
+            key = (batches[0], step_counts[0])
+            cells.append(f"{e2e['diffusers'][key] / row[key]:.2f}x")
+        table.add_row(name, *cells)
+    console.print(table)
+
+    if "onnx" in e2e and "diffusers" in e2e and (1, 1) in e2e["onnx"]:
+        speedup = e2e["diffusers"][(1, 1)] / e2e["onnx"][(1, 1)]
+        verdict = "[green]met[/green]" if speedup >= TARGET_SPEEDUP else "[red]NOT met[/red]"
+        console.print(
+            f"target ONNX Runtime >= {TARGET_SPEEDUP}x diffusers at batch 1, 1 step: {speedup:.2f}x {verdict}"
+        )
+    scratch.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
