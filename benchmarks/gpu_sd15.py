@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,9 @@ from pathlib import Path
 import diffusers
 import numpy as np
 import torch
+
+# benchmarks/engines.py would shadow the engines package when this runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusers import LatentConsistencyModelPipeline, LCMScheduler
 from rich.console import Console
 from rich.table import Table
@@ -156,7 +160,37 @@ def main() -> None:
 
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        results["vae_variants"] = vae_variants(backends["torch eager"], latent, args.reps)
+        console.print(results["vae_variants"])
+        del pipelines, backends, reference, bundle
+        torch.cuda.empty_cache()
+        # fp16 sampler math in diffusers vs fp32 in ours: show the fp32 agreement on the GPU too.
+        bundle32 = build_model(args.preset, seed=0, device=device)
+        eager32 = TorchBackend(bundle32, device, torch.float32, cuda_graphs=False)
+        pipeline32 = TextToImagePipeline(eager32, bundle32.tokenizer, bundle32.schedule, info)
+        results["parity"].update(
+            {f"fp32 {k}": v for k, v in parity({"torch eager": pipeline32}, bundle32, info).items()}
+        )
     report(results, args.out)
+
+
+def vae_variants(backend: TorchBackend, latent: int, reps: int) -> list[dict]:
+    """VAE decode latency by memory format and with CUDA-graph replay (the decoder dominates 1-step latency)."""
+    from engines.cuda_graphs import CudaGraphRunner
+
+    rows = []
+    vae = backend.vae
+    for batch in (1, 8):
+        z = torch.randn(batch, 4, latent, latent, device=backend.device, dtype=backend.dtype)
+        for fmt_name, fmt in (("channels_last", torch.channels_last), ("contiguous", torch.contiguous_format)):
+            vae.to(memory_format=fmt)
+            with torch.inference_mode():
+                eager = timed(lambda v=vae, a=z: v.decode(a).sample, backend.device, reps)
+                graphed = CudaGraphRunner(lambda a, v=vae: v.decode(a).sample)
+                replay = timed(lambda g=graphed, a=z: g(a), backend.device, reps)
+            rows.append({"batch": batch, "format": fmt_name, "eager_ms": 1e3 * eager, "graph_ms": 1e3 * replay})
+    vae.to(memory_format=torch.contiguous_format)  # what TorchBackend uses
+    return rows
 
 
 def reference_pipeline(bundle) -> LatentConsistencyModelPipeline:
@@ -250,6 +284,12 @@ def report(results: dict, out_dir: Path) -> None:
     )
     notes = "".join(f"- {k}: {v:.3f}\n" for k, v in results["parity"].items())
     notes += "".join(f"- FAILED {k}: {v}\n" for k, v in results["errors"].items())
+    for row in results.get("vae_variants", []):
+        if not notes.endswith("|\n"):
+            notes += (
+                "\n## VAE decode variants, ms\n\n| batch | memory format | eager | CUDA graph |\n|---|---|---|---|\n"
+            )
+        notes += f"| {row['batch']} | {row['format']} | {row['eager_ms']:.2f} | {row['graph_ms']:.2f} |\n"
     body = (
         "## Checks (pixel differences, 0-255)\n\n"
         + notes

@@ -34,7 +34,7 @@ class TorchBackend:
         dtype: torch.dtype | None = None,
         cuda_graphs: bool | None = None,
     ) -> None:
-        """cuda_graphs: replay the text encoder and UNet as CUDA graphs (default: on when on CUDA)."""
+        """cuda_graphs: replay the text encoder, UNet and VAE decoder as CUDA graphs (default: on CUDA)."""
         self.device = device
         self.dtype = dtype or default_dtype(device)
         # Load the bundle in self.dtype (load_model(dtype=...)): casting here would skip diffusers'
@@ -43,9 +43,9 @@ class TorchBackend:
         self.unet = bundle.unet.to(device=device).eval()
         self.vae = bundle.vae.to(device=device).eval()
         if device.type == "cuda":
-            # Channels-last lets cuDNN pick NHWC tensor-core convolutions.
+            # Channels-last lets cuDNN pick NHWC tensor-core convolutions for the UNet. The VAE decoder
+            # measured faster contiguous on an H200 (23.4 vs 28.1 ms at 512 px, benchmarks/results/).
             self.unet.to(memory_format=torch.channels_last)
-            self.vae.to(memory_format=torch.channels_last)
         if cuda_graphs is None:
             cuda_graphs = device.type == "cuda"
         if cuda_graphs and device.type != "cuda":
@@ -53,6 +53,7 @@ class TorchBackend:
         self.cuda_graphs = cuda_graphs
         self._unet_call = CudaGraphRunner(self._unet_forward) if cuda_graphs else self._unet_forward
         self._text_call = CudaGraphRunner(self._text_forward) if cuda_graphs else self._text_forward
+        self._vae_call = CudaGraphRunner(self._vae_forward) if cuda_graphs else self._vae_forward
         self.vae_scaling = float(self.vae.config.scaling_factor)
         shift = getattr(self.vae.config, "shift_factor", None)
         self.vae_shift = float(shift) if shift is not None else 0.0
@@ -84,10 +85,13 @@ class TorchBackend:
             None if timestep_cond is None else timestep_cond.to(self.device, self.dtype),
         )
 
+    def _vae_forward(self, scaled_latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(scaled_latents).sample.to(torch.float32)
+
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        scaled = latents / self.vae_scaling + self.vae_shift
-        return self.vae.decode(scaled.to(self.device, self.dtype)).sample.to(torch.float32)
+        scaled = latents.to(self.device) / self.vae_scaling + self.vae_shift  # in fp32, then cast
+        return self._vae_call(scaled.to(self.dtype))
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

@@ -209,6 +209,9 @@ class TextToImagePipeline:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B,3,H,W) in [-1, 1] -> (B,H,W,3) uint8, rounding as diffusers' image processor does."""
-    images = (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-    return (images * 255).round().astype(np.uint8)
+    """(B,3,H,W) in [-1, 1] -> (B,H,W,3) uint8, rounding as diffusers' image processor does.
+
+    Done on the device: a quarter of the bytes cross to the host, and the host does no float math.
+    """
+    pixels = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
