@@ -158,10 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         def run_peer(b: int, s: int) -> object:
             generator = [torch.Generator().manual_seed(i) for i in range(b)]
             prompts = [f"a red circle number {i}" for i in range(b)]
-            return peer(
-                prompts, num_inference_steps=s, guidance_scale=GUIDANCE, height=size, width=size,
-                generator=generator, output_type="np",
-            )  # fmt: skip
+            options = {"num_inference_steps": s, "guidance_scale": GUIDANCE, "height": size, "width": size}
+            return peer(prompts, generator=generator, output_type="np", **options)
 
         e2e["diffusers"] = {
             (b, s): median_ms(lambda b=b, s=s: run_peer(b, s), sync, args.warmup, args.repeats)

@@ -235,10 +235,8 @@ def load_tensorrt_pipeline(
         engine_dir = model_dir / "engines"
     if engine_dir is None:
         engine_dir = Path(cache_dir or default_cache_dir()) / "engines" / model_fingerprint(model_dir)[:16]
-        build_engines(
-            model_dir, engine_dir, max_batch_size or DEFAULT_MAX_BATCH_SIZE, sizes, onnx_dir=onnx_dir, device=device,
-            log=log,
-        )  # fmt: skip
+        max_batch = max_batch_size or DEFAULT_MAX_BATCH_SIZE
+        build_engines(model_dir, engine_dir, max_batch, sizes, onnx_dir=onnx_dir, device=device, log=log)
     backend = TensorRTBackend(engine_dir, model_dir, device)
     schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
     tokenizer = load_tokenizer(model_dir / "tokenizer")
