@@ -61,9 +61,9 @@ class ModelBundle:
 def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> ModelBundle:
     """Load a diffusers-format folder from local disk (never from a hub)."""
     root = Path(path)
-    missing = [name for name in SUBFOLDERS if not (root / name).is_dir()]
+    missing = [f"{name}/" for name in SUBFOLDERS if not (root / name).is_dir()]
     if missing:
-        raise FileNotFoundError(f"{root} is not a diffusers model folder: missing {', '.join(missing)}/")
+        raise FileNotFoundError(f"{root} is not a diffusers model folder: missing {', '.join(missing)}")
     scheduler_file = root / "scheduler" / "scheduler_config.json"
     common: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
     bundle = ModelBundle(
