@@ -1,0 +1,30 @@
+"""Adapters from a served pipeline to evaluate()'s generate_fn: (prompts, seeds) -> uint8 images (B, H, W, 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scott.pipeline import ImageRequest, TextToImagePipeline
+
+
+def pipeline_generate_fn(
+    pipeline: TextToImagePipeline,
+    steps: int,
+    guidance_scale: float | None = None,
+    gamma: float | None = None,
+    size: int | None = None,
+):
+    """generate_fn for evaluate(): one ImageRequest per (prompt, seed), model defaults where left None."""
+    info = pipeline.info
+    w = info.default_guidance_scale if guidance_scale is None else guidance_scale
+    g = info.default_gamma if gamma is None else gamma
+    side = size or info.default_size
+
+    def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
+        requests = [
+            ImageRequest(prompt=p, seed=s, steps=steps, guidance_scale=w, gamma=g, width=side, height=side)
+            for p, s in zip(prompts, seeds, strict=True)
+        ]
+        return pipeline.generate(requests).images
+
+    return generate
