@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= models/scott-tiny
 
-.PHONY: venv serve test lint fmt bench clean
+.PHONY: venv model serve test lint fmt bench clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,14 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-serve: $(STAMP)
+# Until the distilled embedded model is committed (issue 3), make a small random-weight model of
+# the same architecture, deterministic from seed 0.
+$(MODEL)/model_index.json: | $(STAMP)
+	$(BIN)/scott make-model --preset tiny --seed 0 --out $(MODEL)
+
+model: $(MODEL)/model_index.json
+
+serve: $(STAMP) $(MODEL)/model_index.json
 	$(BIN)/scott serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
