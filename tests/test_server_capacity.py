@@ -144,3 +144,25 @@ def test_a_disconnected_client_is_dropped_before_it_costs_compute(server, gated)
     time.sleep(0.2)  # give a wrongly kept job the chance to run
     assert metric(url, "scott_images_generated_total") == before + 1
     assert metric(url, 'scott_rejections_total{reason="disconnected"}') == 1
+
+
+def test_shutdown_finishes_admitted_requests_then_stops_the_worker(gated, tiny_pipeline) -> None:
+    settings = ServerSettings(max_batch_size=2, max_wait_ms=1, max_queue=8)
+    app = create_app(settings, pipeline=gated)
+    server = BackgroundServer(app).__enter__()
+    occupant = hold_worker(server, gated)
+    queued: list[httpx.Response] = []
+    waiting = threading.Thread(
+        target=lambda: queued.append(httpx.post(server.url + "/generate", json={"prompt": "queued"}, timeout=60))
+    )
+    waiting.start()
+    wait_for(lambda: app.state.service.batcher.depth == 1)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    time.sleep(0.2)  # shutdown has begun with both requests still in flight
+    release(gated, occupant)
+    waiting.join(60)
+    stopper.join(60)
+    assert queued[0].status_code == 200
+    service = app.state.service
+    assert service.state == "stopping" and service.worker is not None and not service.worker.alive
