@@ -1,4 +1,4 @@
-"""Runtimes behind one interface (scott.backend.DiffusionBackend): torch now; ONNX Runtime, TensorRT next."""
+"""Runtimes behind one interface (scott.backend.DiffusionBackend): PyTorch, ONNX Runtime, TensorRT."""
 
 from __future__ import annotations
 
