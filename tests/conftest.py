@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from scott.models import build_model, save_model
+from scott.pipeline import GenerationOutput, ImageRequest, TextToImagePipeline
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +36,33 @@ def live_server(tiny_model_dir: Path) -> Iterator:
     settings = ServerSettings(model_dir=tiny_model_dir, device="cpu", max_batch_size=8, max_wait_ms=20)
     with BackgroundServer(create_app(settings)) as server:
         yield server
+
+
+class GatedPipeline:
+    """The real pipeline behind a gate: with the gate closed, generate() waits and sets `holding`.
+
+    Lets a test hold the inference worker (or the warm-up) for as long as it needs, deterministically.
+    """
+
+    def __init__(self, pipeline: TextToImagePipeline) -> None:
+        self._pipeline = pipeline
+        self.info, self.backend = pipeline.info, pipeline.backend
+        self.gate, self.holding = threading.Event(), threading.Event()
+        self.gate.set()
+
+    def generate(self, requests: Sequence[ImageRequest]) -> GenerationOutput:
+        if not self.gate.is_set():
+            self.holding.set()
+            self.gate.wait(timeout=60)
+        return self._pipeline.generate(requests)
+
+    def close(self) -> None:
+        self.gate.clear()
+        self.holding.clear()
+
+
+@pytest.fixture(scope="module")
+def gated_pipeline(tiny_pipeline) -> Iterator[GatedPipeline]:
+    gated = GatedPipeline(tiny_pipeline)
+    yield gated
+    gated.gate.set()

@@ -1,52 +1,32 @@
 """Over capacity on the real server: 429 with Retry-After, 504 past the deadline, disconnected clients dropped.
 
-The real tiny pipeline runs behind a gate the test can close, so the worker is provably busy while the
-queue fills; nothing about the generation itself is faked.
+The real tiny pipeline runs behind a gate the test can close (conftest's gated_pipeline), so the worker is
+provably busy while the queue fills; nothing about the generation itself is faked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import threading
 import time
-from collections.abc import Sequence
 
 import httpx
 import pytest
 
-from scott.pipeline import GenerationOutput, ImageRequest, TextToImagePipeline
 from server.app import create_app
 from server.background import BackgroundServer
 from server.settings import ServerSettings
 
 
-class GatedPipeline:
-    """The real pipeline; generate() first waits for the gate, and says when a batch is held there."""
-
-    def __init__(self, pipeline: TextToImagePipeline) -> None:
-        self._pipeline = pipeline
-        self.info, self.backend = pipeline.info, pipeline.backend
-        self.gate, self.holding = threading.Event(), threading.Event()
-        self.gate.set()
-
-    def generate(self, requests: Sequence[ImageRequest]) -> GenerationOutput:
-        if not self.gate.is_set():
-            self.holding.set()
-            self.gate.wait(timeout=60)
-        return self._pipeline.generate(requests)
-
-    def close(self) -> None:
-        self.gate.clear()
-        self.holding.clear()
+@pytest.fixture(scope="module")
+def gated(gated_pipeline):
+    return gated_pipeline
 
 
 @pytest.fixture(scope="module")
-def gated(tiny_pipeline) -> GatedPipeline:
-    return GatedPipeline(tiny_pipeline)
-
-
-@pytest.fixture(scope="module")
-def server(gated: GatedPipeline):
+def server(gated):
     settings = ServerSettings(max_batch_size=8, max_wait_ms=1, max_queue=8, request_timeout_s=20)
     with BackgroundServer(create_app(settings, pipeline=gated)) as server:
         yield server
@@ -68,7 +48,7 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def hold_worker(server: BackgroundServer, gated: GatedPipeline, n: int = 1) -> threading.Thread:
+def hold_worker(server: BackgroundServer, gated, n: int = 1) -> threading.Thread:
     """Close the gate and send a request whose batch the worker then holds; returns its thread."""
     gated.close()
     results: list[httpx.Response] = []
@@ -83,7 +63,7 @@ def hold_worker(server: BackgroundServer, gated: GatedPipeline, n: int = 1) -> t
     return thread
 
 
-def release(gated: GatedPipeline, occupant: threading.Thread) -> httpx.Response:
+def release(gated, occupant: threading.Thread) -> httpx.Response:
     gated.gate.set()
     occupant.join(60)
     response = occupant.results[0]  # type: ignore[attr-defined]
@@ -100,7 +80,8 @@ def test_a_full_queue_answers_429_with_retry_after_and_others_still_run(server, 
             queued = asyncio.ensure_future(
                 client.post("/generate", json={"prompt": "fits", "num_images": 8, "steps": 1, "width": 32})
             )
-            await asyncio.sleep(0.2)  # the 8 images of `queued` now fill max_queue
+            while "scott_queue_depth 8.0" not in (await client.get("/metrics")).text:
+                await asyncio.sleep(0.01)  # until the 8 images of `queued` fill max_queue
             extra = [client.post("/generate", json={"prompt": f"extra {i}", "steps": 1}) for i in range(5)]
             rejected = await asyncio.gather(*extra)
             gated.gate.set()
@@ -136,8 +117,12 @@ def test_a_disconnected_client_is_dropped_before_it_costs_compute(server, gated)
     url = server.url
     before = metric(url, "scott_images_generated_total")
     occupant = hold_worker(server, gated)
-    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
-        httpx.post(url + "/generate", json={"prompt": "impatient", "num_images": 4, "width": 32}, timeout=0.3)
+    body = json.dumps({"prompt": "impatient", "num_images": 4, "width": 32}).encode()
+    head = f"POST /generate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n" + body)
+        wait_for(lambda: metric(url, "scott_queue_depth") == 4)  # admitted and waiting
+    # The client has closed its connection.
     wait_for(lambda: metric(url, 'scott_dropped_jobs_total{reason="disconnected"}') == 1)
     assert metric(url, "scott_queue_depth") == 0
     release(gated, occupant)

@@ -44,27 +44,24 @@ def test_metrics_export_the_scott_series(live_server) -> None:
     assert 'endpoint="/generate",le="0.001",status="200"' in text
 
 
-def test_not_ready_until_the_model_is_loaded_and_warm(tiny_model_dir) -> None:
-    settings = ServerSettings(model_dir=tiny_model_dir, device="cpu")
-    with (
-        BackgroundServer(create_app(settings), wait_ready=False) as server,
-        httpx.Client(base_url=server.url) as client,
-    ):
-        seen = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready = client.get("/readyz")
-            seen.append(ready.json()["status"])
-            if ready.status_code == 200:
-                break
-            assert client.get("/healthz").status_code == 200  # live while loading
-            assert client.get("/v2/health/ready").status_code == 503
-            early = client.post("/generate", json={"prompt": "too early"})
-            if early.status_code == 503:
-                assert early.json()["error"]["type"] == "not_ready"
-                assert early.headers["Retry-After"] == "1"
+def test_not_ready_until_the_warm_up_generation_has_run(gated_pipeline) -> None:
+    gated_pipeline.close()  # the warm-up generation waits at the gate
+    app = create_app(ServerSettings(), pipeline=gated_pipeline)
+    with BackgroundServer(app, wait_ready=False) as server, httpx.Client(base_url=server.url) as client:
+        assert gated_pipeline.holding.wait(30)
+        assert client.get("/healthz").status_code == 200  # live while warming up
+        loading = client.get("/readyz")
+        assert loading.status_code == 503 and loading.json()["status"] == "loading"
+        assert client.get("/v2/health/ready").json() == {"ready": False}
+        early = client.post("/generate", json={"prompt": "too early"})
+        assert early.status_code == 503
+        assert early.json()["error"]["type"] == "not_ready" and early.headers["Retry-After"] == "1"
+        gated_pipeline.gate.set()
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert seen[0] == "loading" and seen[-1] == "ready"
+        assert client.get("/v2/health/ready").json() == {"ready": True}
         assert client.post("/generate", json={"prompt": "now", "steps": 1}).status_code == 200
 
 
@@ -81,6 +78,7 @@ def test_a_model_that_fails_to_load_is_neither_live_nor_ready(tmp_path) -> None:
         assert ready.status_code == 503 and "not a diffusers model folder" in ready.json()["error"]
         assert client.get("/healthz").status_code == 503
         assert client.get("/v2/health/live").json() == {"live": False}
+        assert client.get("/v2/health/ready").json() == {"ready": False}
         failed = client.post("/generate", json={"prompt": "x"})
         assert failed.status_code == 503 and "missing" in failed.json()["error"]["message"]
 
