@@ -100,3 +100,10 @@ def test_settings_come_from_scott_environment_variables(monkeypatch: pytest.Monk
     monkeypatch.setenv("SCOTT_MAX_QUEUE", "4")
     with pytest.raises(ValueError, match="max_queue"):
         ServerSettings()
+
+
+def test_the_openapi_schema_lists_every_route() -> None:
+    paths = create_app(ServerSettings()).openapi()["paths"]
+    for path in ("/generate", "/v1/images/generations", "/v1/models", "/healthz", "/readyz", "/metrics"):
+        assert path in paths
+    assert "image/png" in paths["/generate"]["post"]["responses"]["200"]["content"]
