@@ -1,0 +1,292 @@
+"""The SCott distillation loop: one process or many (accelerate launch), CPU or GPU, resumable.
+
+Per step (SCott, arXiv 2403.01505; the CD skeleton of LCM, arXiv 2310.04378):
+1. z0 from the data, t_n on the training grid, w ~ U[w_min, w_max], z_{t_n} = add_noise(z0, eps, t_n).
+2. Student: x_theta = f_theta(z_{t_n}, t_n, c, w).
+3. Teacher: z_hat_{t_m} = h DDIM-eta sub-steps with CFG at w from t_n to t_m = t_n - k (no grad).
+4. Target: f_{theta^-}(z_hat_{t_m}, t_m, c, w) with theta^- the EMA; t_m < 0 means z_hat is clean.
+5. L = d(x_theta, target) + lambda_adv * hinge_G(D(add_noise(x_theta, eps', t'), t', c)); step the student.
+6. Discriminator: hinge_D on real = add_noise(z0, eps', t') vs fake = the same with x_theta detached.
+7. theta^- <- EMA(theta).
+All randomness of step s comes from generators keyed by (seed, s, rank), drawn on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from scott.distill.config import DistillConfig
+from scott.distill.data import parse_spec
+from scott.distill.discriminator import UNetEncoderDiscriminator
+from scott.distill.export import distill_schedule, export_student
+from scott.distill.latents import Encoders, LatentCache, StreamedBatches, cache_path, step_generator
+from scott.distill.losses import consistency_distance, hinge_d_loss, hinge_g_loss
+from scott.distill.progress import StepLog
+from scott.distill.student import build_student, consistency_fn, ema_update, guidance_condition, make_ema, target_fn
+from scott.distill.teacher_solver import cfg_model, solve, substep_timesteps
+from scott.models import load_model
+from scott.schedule import NoiseSchedule
+
+_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class DistillResult:
+    model_dir: Path  # the student folder (diffusers format)
+    work_dir: Path  # checkpoints, latent cache, log.jsonl
+    steps: int  # the step count reached
+    seconds_per_step: float  # mean wall time of the steps this call ran (nan if none)
+    last_loss: float
+
+
+def work_dir_of(config: DistillConfig) -> Path:
+    _, out = config.require_paths()
+    return Path(config.work_dir) if config.work_dir is not None else out / "train"
+
+
+def check_schedule(schedule: NoiseSchedule) -> None:
+    """Refuse a teacher whose prediction type cannot give x0 at every timestep of its schedule."""
+    if schedule.prediction_type == "epsilon" and float(schedule.alphas_cumprod[-1]) <= 0.0:
+        raise ValueError(
+            "an epsilon-prediction teacher on a zero-terminal-SNR schedule has no x0 at t = T-1; "
+            "use v_prediction (or sample) with rescale_betas_zero_snr"
+        )
+
+
+def distill(config: DistillConfig) -> DistillResult:
+    """Run (or resume) a distillation and write the student folder to config.out."""
+    previous_threads = torch.get_num_threads()
+    if config.cpu_threads > 0:
+        torch.set_num_threads(config.cpu_threads)
+    try:
+        return _distill(config)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _distill(config: DistillConfig) -> DistillResult:
+    teacher_dir, out = config.require_paths()
+    work = work_dir_of(config)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    weight_dtype = _DTYPES[config.mixed_precision]
+    set_seed(config.seed)  # model-side initialisation (LoRA, heads) is the same on every rank
+
+    bundle = load_model(teacher_dir)
+    schedule = distill_schedule(bundle.scheduler_config, config)
+    check_schedule(schedule)
+    student = build_student(bundle.unet, config.guidance_embed_dim)
+    if config.gradient_checkpointing:
+        student.enable_gradient_checkpointing()
+    ema = make_ema(student).to(device)
+    disc = (
+        UNetEncoderDiscriminator(bundle.unet, config.disc_lora_rank, config.disc_head_channels)
+        if config.adv_weight > 0
+        else None
+    )
+    teacher = bundle.unet.to(device, weight_dtype).eval().requires_grad_(False)
+    encoders = Encoders(bundle, device, weight_dtype)
+    uncond = encoders.text([""])
+    data = _make_batches(config, bundle, encoders, work, accelerator)
+
+    opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(config.warmup_steps, 1)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    student, opt, lr_sched = accelerator.prepare(student, opt, lr_sched)
+    d_opt = None
+    if disc is not None:
+        d_params = [p for p in disc.parameters() if p.requires_grad]
+        d_opt = torch.optim.AdamW(d_params, lr=config.disc_lr, weight_decay=0.0)
+        disc, d_opt = accelerator.prepare(disc, d_opt)
+    accelerator.register_for_checkpointing(ema)
+
+    start = _resume(accelerator, work) if config.resume else 0
+    log = StepLog(work / "log.jsonl", enabled=accelerator.is_main_process, progress=config.progress)
+    if start == 0:
+        log.header(_run_header(config, student, disc, world))
+    ctx = _StepContext(config, schedule, accelerator, student, ema, teacher, disc, opt, d_opt, lr_sched, uncond)
+    durations, last = [], float("nan")
+    with log.bar(total=config.steps, start=start):
+        for step in range(start, config.steps):
+            began = time.perf_counter()
+            batch = data.batch(config.seed, step, rank, world, config.batch_size)
+            metrics = _train_step(ctx, batch.latents.to(device), batch.text.to(device), step)
+            durations.append(time.perf_counter() - began)
+            last = metrics["loss"]
+            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+                log.step(step + 1, {**metrics, "lr": lr_sched.get_last_lr()[0], "sec": durations[-1]})
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+                _save_checkpoint(accelerator, work, step + 1)
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(student)
+    _write_rank_summary(work, rank, world, config.steps, unwrapped, last)
+    if accelerator.is_main_process:
+        export_student(bundle, unwrapped, config, out)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    mean = sum(durations) / len(durations) if durations else float("nan")
+    return DistillResult(model_dir=out, work_dir=work, steps=config.steps, seconds_per_step=mean, last_loss=last)
+
+
+# -- one step -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _StepContext:
+    config: DistillConfig
+    schedule: NoiseSchedule
+    accelerator: Accelerator
+    student: torch.nn.Module
+    ema: torch.nn.Module
+    teacher: torch.nn.Module
+    disc: torch.nn.Module | None
+    opt: Any
+    d_opt: Any
+    lr_sched: Any
+    uncond: torch.Tensor
+
+
+def _train_step(ctx: _StepContext, z0: torch.Tensor, text: torch.Tensor, step: int) -> dict[str, float]:
+    cfg, schedule, acc = ctx.config, ctx.schedule, ctx.accelerator
+    device, batch = z0.device, z0.shape[0]
+    g = step_generator(cfg.seed, step, acc.process_index, 2)
+    grid = schedule.training_grid()
+
+    # 1. timesteps, guidance scales and every noise of this step, drawn up front on the CPU
+    t_n = grid[torch.randint(grid.numel(), (batch,), generator=g)].to(device)
+    w = (cfg.w_min + (cfg.w_max - cfg.w_min) * torch.rand(batch, generator=g)).to(device)
+    eps = torch.randn(z0.shape, generator=g).to(device)
+    solver_noise = torch.randn((batch, cfg.substeps, *z0.shape[1:]), generator=g).to(device)
+    t_adv = grid[torch.randint(grid.numel(), (batch,), generator=g)].to(device)
+    adv_noise = torch.randn(z0.shape, generator=g).to(device)
+    z_tn = schedule.add_noise(z0, eps, t_n)
+    w_cond = guidance_condition(ctx.student, w)
+
+    # 2. the student's consistency output
+    with acc.autocast():
+        pred = consistency_fn(ctx.student, schedule, z_tn, t_n, text, w_cond)
+
+    # 3-4. the teacher's SDE solve and the EMA target
+    with torch.no_grad(), acc.autocast():
+        timesteps = substep_timesteps(t_n, cfg.skip, cfg.substeps)
+        teacher = cfg_model(ctx.teacher, text, ctx.uncond, w, next(ctx.teacher.parameters()).dtype)
+        z_hat = solve(teacher, schedule, z_tn, timesteps, cfg.eta, solver_noise)
+        target = target_fn(ctx.ema, schedule, z_hat, timesteps[:, -1], text, w_cond)
+
+    # 5. consistency + generator loss, student update; D's grads from this pass are local and discarded
+    loss_cd = consistency_distance(pred, target, cfg.distance, cfg.huber_c)
+    loss_g = torch.zeros((), device=device)
+    sync_off = acc.no_sync(ctx.disc) if ctx.disc is not None else nullcontext()
+    with sync_off:
+        if ctx.disc is not None:
+            with acc.autocast():
+                fake_t = schedule.add_noise(pred, adv_noise, t_adv)
+                loss_g = hinge_g_loss(ctx.disc(fake_t, t_adv, text))
+        loss = loss_cd + cfg.adv_weight * loss_g
+        acc.backward(loss)
+    if acc.sync_gradients:
+        acc.clip_grad_norm_(ctx.student.parameters(), cfg.max_grad_norm)
+    ctx.opt.step()
+    ctx.lr_sched.step()
+    ctx.opt.zero_grad(set_to_none=True)
+
+    # 6. discriminator update on (real, fake) noised at the same t with the same noise
+    loss_d = torch.zeros((), device=device)
+    if ctx.disc is not None:
+        ctx.d_opt.zero_grad(set_to_none=True)
+        with acc.autocast():
+            real_t = schedule.add_noise(z0, adv_noise, t_adv)
+            fake_t = schedule.add_noise(pred.detach(), adv_noise, t_adv)
+            logits = ctx.disc(torch.cat([real_t, fake_t]), torch.cat([t_adv, t_adv]), torch.cat([text, text]))
+            loss_d = hinge_d_loss(*logits.chunk(2))
+        acc.backward(loss_d)
+        ctx.d_opt.step()
+        ctx.d_opt.zero_grad(set_to_none=True)
+
+    # 7. theta^- <- EMA(theta); every rank holds the same theta after the all-reduce, so the same theta^-
+    ema_update(ctx.ema, acc.unwrap_model(ctx.student), cfg.ema_decay)
+
+    values = torch.stack([loss.detach(), loss_cd.detach(), loss_g.detach(), loss_d.detach()]).float()
+    values = acc.reduce(values, reduction="mean") if acc.num_processes > 1 else values
+    return dict(zip(("loss", "loss_cd", "loss_g", "loss_d"), values.tolist(), strict=True))
+
+
+# -- data, checkpoints, summaries ------------------------------------------------------------------------
+
+
+def _make_batches(config: DistillConfig, bundle, encoders: Encoders, work: Path, acc: Accelerator):
+    spec = parse_spec(config.data)
+    resolution = bundle.default_size
+    if not spec.finite:
+        return StreamedBatches(spec, encoders, resolution, config.seed, acc.process_index, acc.num_processes)
+    teacher_dir, _ = config.require_paths()
+    path = cache_path(work, spec, teacher_dir, resolution)
+    with acc.main_process_first():  # rank 0 encodes and writes; the others then read its file
+        if not path.is_file():
+            LatentCache.build(spec, encoders, resolution).save(path)
+        return LatentCache.load(path)
+
+
+def _checkpoints(work: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in (work / "checkpoints").glob("step-*"):
+        if (path / "done.json").is_file():
+            found.append((int(path.name.split("-", 1)[1]), path))
+    return sorted(found)
+
+
+def _save_checkpoint(acc: Accelerator, work: Path, step: int) -> None:
+    """accelerate's state (models, optimizers, schedulers, scaler, EMA) plus a done marker written last."""
+    path = work / "checkpoints" / f"step-{step:07d}"
+    acc.save_state(str(path))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        (path / "done.json").write_text(json.dumps({"step": step}))
+    acc.wait_for_everyone()
+
+
+def _resume(acc: Accelerator, work: Path) -> int:
+    found = _checkpoints(work)
+    if not found:
+        return 0
+    step, path = found[-1]
+    acc.load_state(str(path))
+    return step
+
+
+def parameter_digest(module: torch.nn.Module) -> str:
+    """sha256 over every parameter's bytes, in order: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name, p in module.state_dict().items():
+        h.update(name.encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_rank_summary(work: Path, rank: int, world: int, steps: int, student: torch.nn.Module, loss: float) -> None:
+    """Each rank records what it ended with, so a distributed run can be audited (weights equal on all ranks)."""
+    summary = {"rank": rank, "world_size": world, "steps": steps, "last_loss": loss}
+    summary["student"] = parameter_digest(student)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"rank-{rank}.json").write_text(json.dumps(summary))
+
+
+def _run_header(config: DistillConfig, student, disc, world: int) -> dict[str, Any]:
+    header: dict[str, Any] = {"config": config.to_dict(), "world_size": world}
+    header["student_params"] = sum(p.numel() for p in student.parameters())
+    if disc is not None:
+        inner = disc.module if hasattr(disc, "module") else disc
+        trained, total = inner.trainable_share()
+        header["discriminator"] = {"trainable": trained, "total": total, "share": trained / total}
+    return header
