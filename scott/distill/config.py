@@ -67,6 +67,7 @@ class DistillConfig:
     seed: int = 0
     mixed_precision: MixedPrecision = "no"
     gradient_checkpointing: bool = False
+    overfit: bool = False  # reuse step 0's batch, timesteps and noise every step: checks that optimisation can fit
     cpu_threads: int = 0  # torch intra-op threads per process; 0 keeps torch's default (1 beats 2 on a busy CPU)
 
     # -- bookkeeping -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def distill(config: DistillConfig) -> DistillResult:
 def _distill(config: DistillConfig) -> DistillResult:
     teacher_dir, out = config.require_paths()
     work = work_dir_of(config)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=_multi_cpu())
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     weight_dtype = _DTYPES[config.mixed_precision]
     set_seed(config.seed)  # model-side initialisation (LoRA, heads) is the same on every rank
@@ -119,13 +120,15 @@ def _distill(config: DistillConfig) -> DistillResult:
     with log.bar(total=config.steps, start=start):
         for step in range(start, config.steps):
             began = time.perf_counter()
-            batch = data.batch(config.seed, step, rank, world, config.batch_size)
-            metrics = _train_step(ctx, batch.latents.to(device), batch.text.to(device), step)
+            key = 0 if config.overfit else step  # the step whose data and noise this step uses
+            batch = data.batch(config.seed, key, rank, world, config.batch_size)
+            metrics = _train_step(ctx, batch.latents.to(device), batch.text.to(device), key)
             durations.append(time.perf_counter() - began)
             last = metrics["loss"]
             if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
                 log.step(step + 1, {**metrics, "lr": lr_sched.get_last_lr()[0], "sec": durations[-1]})
-            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            # The last step is checkpointed too, so a finished run can be extended with more steps.
+            if config.checkpoint_every and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
                 _save_checkpoint(accelerator, work, step + 1)
 
     accelerator.wait_for_everyone()
@@ -137,6 +140,15 @@ def _distill(config: DistillConfig) -> DistillResult:
     accelerator.end_training()
     mean = sum(durations) / len(durations) if durations else float("nan")
     return DistillResult(model_dir=out, work_dir=work, steps=config.steps, seconds_per_step=mean, last_loss=last)
+
+
+def _multi_cpu() -> bool:
+    """Launched as several processes (torchrun / accelerate) on a host without CUDA: DDP over gloo on the CPU.
+
+    accelerate only sets up MULTI_CPU when told `cpu=True`; without it the ranks would each train alone.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world > 1 and not torch.cuda.is_available()
 
 
 # -- one step -------------------------------------------------------------------------------------------

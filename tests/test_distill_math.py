@@ -1,0 +1,214 @@
+"""SCott trainer pieces against references: the DDIM-eta solver vs diffusers' DDIMScheduler, the student's
+equality with the teacher at init, the clean boundary of the target, LoRA/discriminator init, configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, LCMScheduler, UNet2DConditionModel
+
+from scott.distill.config import DistillConfig, load_config
+from scott.distill.discriminator import UNetEncoderDiscriminator
+from scott.distill.export import distill_schedule, student_scheduler_config
+from scott.distill.lora import LoRALinear, inject_lora
+from scott.distill.losses import consistency_distance, hinge_d_loss, hinge_g_loss, pseudo_huber
+from scott.distill.student import build_student, consistency_fn, ema_update, guidance_condition, make_ema, target_fn
+from scott.distill.teacher_solver import ddim_eta_step, solve, substep_timesteps
+from scott.models import PRESETS, build_model
+from scott.schedule import NoiseSchedule
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_model("tiny", seed=0)
+
+
+ZERO_SNR_V = dict(PRESETS["tiny"]["scheduler"])  # v-prediction, zero terminal SNR
+SD15_EPS = dict(PRESETS["sd15"]["scheduler"])  # epsilon, scaled_linear
+
+
+@pytest.mark.parametrize("scheduler_config", [ZERO_SNR_V, SD15_EPS], ids=["v-zero-snr", "eps-sd15"])
+@pytest.mark.parametrize("eta", [0.0, 0.3, 1.0])
+def test_ddim_eta_step_matches_diffusers(scheduler_config, eta):
+    schedule = NoiseSchedule.from_config(scheduler_config)
+    ref = DDIMScheduler.from_config(
+        {**scheduler_config, "clip_sample": False, "set_alpha_to_one": False, "timestep_spacing": "leading"}
+    )
+    ref.set_timesteps(125)  # step 8: prev_t = t - 8
+    gen = torch.Generator().manual_seed(0)
+    for t in (999, 503, 15):
+        if scheduler_config["prediction_type"] == "epsilon" and t == 999:
+            continue
+        z, out, noise = (torch.randn(2, 4, 8, 8, generator=gen) for _ in range(3))
+        expected = ref.step(out, t, z, eta=eta, variance_noise=noise).prev_sample
+        ts = torch.full((2,), t)
+        got = ddim_eta_step(schedule, out, z, ts, ts - 8, eta, noise)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ddim_to_clean_is_the_x0_estimate_and_ignores_noise():
+    schedule = NoiseSchedule.from_config(ZERO_SNR_V)
+    z, out = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    t = torch.tensor([999, 19, 5])
+    x0, _ = schedule.split_prediction(out, z, t)
+    for eta in (0.0, 1.0):
+        got = ddim_eta_step(schedule, out, z, t, torch.full((3,), -1), eta, torch.randn(3, 4, 8, 8))
+        torch.testing.assert_close(got, x0)
+
+
+def test_substep_timesteps_split_skip_and_clamp_to_clean():
+    ts = substep_timesteps(torch.tensor([999, 19, 39]), skip=20, substeps=3)
+    assert ts.tolist() == [[999, 992, 986, 979], [19, 12, 6, -1], [39, 32, 26, 19]]
+    ts = substep_timesteps(torch.tensor([19]), skip=24, substeps=3)  # the paper's k = 24: 8 per sub-step
+    assert ts.tolist() == [[19, 11, 3, -1]]
+    ts = substep_timesteps(torch.tensor([3]), skip=24, substeps=3)
+    assert ts.tolist() == [[3, -1, -1, -1]]
+
+
+def test_solver_never_asks_the_teacher_below_zero_and_eta0_is_deterministic():
+    schedule = NoiseSchedule.from_config(ZERO_SNR_V)
+    seen: list[torch.Tensor] = []
+
+    def model(z, t):
+        seen.append(t.clone())
+        return 0.1 * z
+
+    z = torch.randn(2, 4, 8, 8)
+    ts = substep_timesteps(torch.tensor([3, 999]), skip=24, substeps=3)
+    a = solve(model, schedule, z, ts, 0.0, torch.randn(2, 3, 4, 8, 8))
+    b = solve(model, schedule, z, ts, 0.0, torch.randn(2, 3, 4, 8, 8))
+    assert all(bool((t >= 0).all()) for t in seen)
+    torch.testing.assert_close(a, b)  # eta = 0 (vanilla CD): the noise is not used
+    c = solve(model, schedule, z, ts, 1.0, torch.randn(2, 3, 4, 8, 8))
+    assert not torch.allclose(a[1], c[1])  # eta > 0 injects fresh noise
+
+
+def test_student_starts_equal_to_teacher_for_any_guidance(tiny):
+    teacher = tiny.unet
+    student = build_student(teacher, guidance_embed_dim=256)
+    assert student.config.time_cond_proj_dim == teacher.config.time_cond_proj_dim  # kept when present
+    z, t, text = torch.randn(2, 4, 8, 8), torch.tensor([999, 259]), torch.randn(2, 77, 128)
+    with torch.no_grad():
+        ref = teacher(z, t, encoder_hidden_states=text).sample
+        for w in (1.0, 8.0):
+            cond = guidance_condition(student, torch.full((2,), w))
+            torch.testing.assert_close(student(z, t, encoder_hidden_states=text, timestep_cond=cond).sample, ref)
+
+
+def test_student_gets_a_zero_initialised_guidance_projection_when_teacher_has_none():
+    config = {**PRESETS["tiny"]["unet"], "time_cond_proj_dim": None}
+    torch.manual_seed(0)
+    teacher = UNet2DConditionModel.from_config(config).eval()
+    student = build_student(teacher, guidance_embed_dim=32)
+    assert student.config.time_cond_proj_dim == 32
+    assert float(student.time_embedding.cond_proj.weight.detach().abs().sum()) == 0.0
+    z, t, text = torch.randn(1, 4, 8, 8), torch.tensor([500]), torch.randn(1, 77, 128)
+    with torch.no_grad():
+        cond = guidance_condition(student, torch.tensor([6.0]))
+        out = student(z, t, encoder_hidden_states=text, timestep_cond=cond).sample
+        torch.testing.assert_close(out, teacher(z, t, encoder_hidden_states=text).sample)
+    assert student.time_embedding.cond_proj.weight.requires_grad
+
+
+def test_target_is_the_clean_sample_below_zero_and_the_consistency_function_above(tiny):
+    schedule = NoiseSchedule.from_config(ZERO_SNR_V)
+    student = build_student(tiny.unet, 64)
+    ema = make_ema(student)
+    z, text = torch.randn(2, 4, 8, 8), torch.randn(2, 77, 128)
+    t = torch.tensor([-1, 259])
+    cond = guidance_condition(ema, torch.tensor([4.0, 4.0]))
+    with torch.no_grad():
+        target = target_fn(ema, schedule, z, t, text, cond)
+        f = consistency_fn(ema, schedule, z, t.clamp(min=0), text, cond)
+    torch.testing.assert_close(target[0], z[0])
+    torch.testing.assert_close(target[1], f[1])
+
+
+def test_ema_update_moves_by_one_minus_decay(tiny):
+    student = build_student(tiny.unet, 64)
+    ema = make_ema(student)
+    before = ema.conv_in.weight.detach().clone()
+    with torch.no_grad():
+        student.conv_in.weight.add_(1.0)
+    ema_update(ema, student, decay=0.95)
+    torch.testing.assert_close(ema.conv_in.weight, before + 0.05)
+
+
+def test_distances_and_hinge_losses():
+    a, b = torch.zeros(4), torch.full((4,), 3.0)
+    assert float(pseudo_huber(a, b, 0.001)) == pytest.approx(3.0, abs=2e-3)  # L1-like far away
+    assert float(pseudo_huber(a, a + 1e-5, 0.001)) == pytest.approx(0.5 * 1e-10 / 1e-3, rel=1e-2)  # L2-like
+    assert float(consistency_distance(a, b, "l2", 0.0)) == pytest.approx(9.0)
+    assert float(hinge_d_loss(torch.tensor([2.0]), torch.tensor([-2.0]))) == 0.0  # confident and right: no loss
+    assert float(hinge_d_loss(torch.tensor([0.0]), torch.tensor([0.0]))) == 2.0
+    assert float(hinge_g_loss(torch.tensor([1.5]))) == -1.5
+
+
+def test_lora_starts_as_identity_and_trains_only_low_rank():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(16, 8)
+    x = torch.randn(3, 16)
+    ref = base(x)
+    lora = LoRALinear(base, rank=2)
+    torch.testing.assert_close(lora(x), ref)
+    assert {n for n, p in lora.named_parameters() if p.requires_grad} == {"lora_a", "lora_b"}
+    seq = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    assert inject_lora(seq, 2, targets=("0",)) == 1 and isinstance(seq[0], LoRALinear)
+
+
+def test_discriminator_trains_lora_and_heads_only(tiny):
+    disc = UNetEncoderDiscriminator(tiny.unet, lora_rank=4, head_channels=32)
+    trained, total = disc.trainable_share()
+    names = {n.split(".")[-1] for n, p in disc.named_parameters() if p.requires_grad}
+    assert names <= {"lora_a", "lora_b", "weight", "bias"}
+    assert all(("lora_" in n) or n.startswith("heads.") for n, p in disc.named_parameters() if p.requires_grad)
+    assert disc.num_lora > 0 and 0 < trained / total < 0.25
+    z, text = torch.randn(2, 4, 8, 8, requires_grad=True), torch.randn(2, 77, 128)
+    logits = disc(z, torch.tensor([19, 999]), text)
+    assert logits.shape == (2,)
+    logits.sum().backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0  # the generator gets a gradient through D
+    assert all(p.grad is None for p in disc.parameters() if not p.requires_grad)
+    assert tiny.unet.conv_in.weight.grad is None  # the teacher itself is untouched
+
+
+def test_exported_scheduler_keeps_the_teacher_schedule():
+    config = DistillConfig(num_grid_steps=50)
+    exported = student_scheduler_config(ZERO_SNR_V, config)
+    torch.testing.assert_close(
+        NoiseSchedule.from_config(exported).alphas_cumprod, NoiseSchedule.from_config(ZERO_SNR_V).alphas_cumprod
+    )
+    assert float(distill_schedule(ZERO_SNR_V, config).alphas_cumprod[-1]) == 0.0
+    lcm = LCMScheduler.from_config(exported)
+    lcm.set_timesteps(4)
+    assert lcm.timesteps.tolist() == distill_schedule(ZERO_SNR_V, config).inference_timesteps(4).tolist()
+    assert lcm.config.prediction_type == "v_prediction" and lcm.config.rescale_betas_zero_snr
+
+
+def test_config_files_flags_and_validation(tmp_path):
+    (tmp_path / "a.yaml").write_text("eta: 0.0\nadv_weight: 0\nsteps: 7\n")
+    (tmp_path / "a.toml").write_text("eta = 0.5\nsubsteps = 2\n")
+    (tmp_path / "a.json").write_text(json.dumps({"distance": "l2"}))
+    cfg = load_config(tmp_path / "a.yaml", steps=None, seed=3)
+    assert (cfg.eta, cfg.adv_weight, cfg.steps, cfg.seed) == (0.0, 0, 7, 3)
+    assert load_config(tmp_path / "a.toml").substeps == 2
+    assert load_config(tmp_path / "a.json").distance == "l2"
+    (tmp_path / "bad.yaml").write_text("etaa: 1\n")
+    with pytest.raises(ValueError, match="unknown config fields"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="w_min"):
+        DistillConfig(w_min=5, w_max=2)
+    with pytest.raises(ValueError, match="substeps"):
+        DistillConfig(skip=2, substeps=3)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "distill"
+    files = sorted(root.glob("*.yaml"))
+    assert files, "configs/distill/*.yaml missing"
+    configs = {f.stem: load_config(f) for f in files}
+    assert configs["vanilla_cd"].eta == 0.0 and configs["vanilla_cd"].adv_weight == 0.0
