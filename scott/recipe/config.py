@@ -1,0 +1,103 @@
+"""Every knob of the embedded-model recipe, one dataclass per stage, filled from a TOML file (recipes/*.toml).
+
+A stage's budget is its number of optimizer steps; the measured seconds per step are printed and logged, so a
+budget in minutes is steps x s/step on the machine at hand (see recipes/embedded.toml for the measurements).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class VaeConfig:
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1  # cosine decay to lr * this at the last step
+    weight_decay: float = 0.0
+    l2_weight: float = 1.0  # loss = L1 + l2_weight * L2 + edge_weight * edge + kl_weight * KL
+    edge_weight: float = 0.5  # L1 between image gradients: keeps the shapes' outlines sharp
+    kl_weight: float = 1e-4  # per latent element; small: the measured scaling factor sets the latents' scale
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 50
+    scale_samples: int = 512  # images whose posterior means set the scaling factor (latents of ~unit std)
+    eval_samples: int = 512  # held-out (val split) images for PSNR and classifier accuracy on reconstructions
+
+
+@dataclass
+class LatentsConfig:
+    count: int = 10_000  # training images encoded once (train split, the data's TRAIN_CAPTIONS policy)
+    batch_size: int = 64
+
+
+@dataclass
+class TeacherConfig:
+    steps: int = 900
+    batch_size: int = 32
+    lr: float = 5e-4  # UNet and text encoder (both trained from scratch)
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    caption_dropout: float = 0.1  # captions replaced by "" so classifier-free guidance has an unconditional model
+    ema_decay: float = 0.995  # with the warm-up min(decay, (1 + step) / (10 + step))
+    sample_posterior: bool = True  # z0 = mean + std * noise (as the VAE decoder was trained), else the mean
+    checkpoint_every: int = 100
+    eval_prompts: int = 48  # held-out full captions
+    eval_per_prompt: int = 4
+    eval_steps: tuple[int, ...] = (1, 2, 4, 25)
+    eval_guidance: float = 4.0
+
+
+@dataclass
+class DistillStageConfig:
+    """Knobs passed to scott.distill's trainer (its own DistillConfig fields), plus the data spec."""
+
+    enabled: bool = True
+    data: str = "procedural:10000"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecipeConfig:
+    seed: int = 0
+    preset: str = "tiny"
+    threads: int = 2
+    vae: VaeConfig = field(default_factory=VaeConfig)
+    latents: LatentsConfig = field(default_factory=LatentsConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillStageConfig = field(default_factory=DistillStageConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"vae": VaeConfig, "latents": LatentsConfig, "teacher": TeacherConfig, "distill": DistillStageConfig}
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; known: {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+def config_from_dict(values: dict[str, Any]) -> RecipeConfig:
+    """A RecipeConfig from nested dicts (unknown keys are an error, not a silent no-op)."""
+    top = {k: v for k, v in values.items() if k not in _SECTIONS}
+    sections = {k: _build(cls, dict(values.get(k, {})), f"[{k}]") for k, cls in _SECTIONS.items()}
+    return _build(RecipeConfig, {**top, **sections}, "recipe")
+
+
+def load_config(path: str | Path | None) -> RecipeConfig:
+    if path is None:
+        return RecipeConfig()
+    return config_from_dict(tomllib.loads(Path(path).read_text()))

@@ -1,0 +1,83 @@
+"""`python -m scott.recipe.embedded --out runs/embedded [--config recipes/embedded.toml] [--resume]`.
+
+Runs the embedded model's recipe stage by stage: VAE -> latent cache -> teacher -> SCott student (scott.distill)
+-> export. Every stage checkpoints under <out>/<stage>/ and is skipped on resume once complete; the run is
+deterministic from the config's seed (and the thread count: float sums depend on how work is split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from scott.recipe.config import RecipeConfig, load_config
+from scott.recipe.distill_hook import run_distill_stage, student_dir
+from scott.recipe.latents import run_latents_stage
+from scott.recipe.loop import say
+from scott.recipe.teacher import run_teacher_stage, teacher_dir
+from scott.recipe.vae import run_vae_stage
+from scott.tokenizer import load_tokenizer, write_clip_tokenizer
+
+STAGES = ("vae", "latents", "teacher", "distill")
+
+
+def run_recipe(out: Path, cfg: RecipeConfig, until: str = "distill", export: Path | None = None) -> Path:
+    """Run every stage up to `until` (those already complete are skipped); return the exported model folder."""
+    if until not in STAGES:
+        raise ValueError(f"until must be one of {STAGES}, got {until!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    torch.set_num_threads(cfg.threads)
+    tokenizer = load_tokenizer(write_clip_tokenizer(out / "tokenizer"))
+    runners = {
+        "vae": lambda: run_vae_stage(out, cfg),
+        "latents": lambda: run_latents_stage(out, cfg, tokenizer),
+        "teacher": lambda: run_teacher_stage(out, cfg, tokenizer),
+        "distill": lambda: run_distill_stage(out, cfg, teacher_dir(out)),
+    }
+    final = teacher_dir(out)
+    for name in STAGES[: STAGES.index(until) + 1]:
+        if name == "distill" and not cfg.distill.enabled:
+            say(name, "disabled in the config; exporting the teacher")
+            break
+        start = time.perf_counter()
+        runners[name]()
+        say(name, f"done in {time.perf_counter() - start:.0f} s")
+        if name == "distill":
+            final = student_dir(out)
+    if until in ("vae", "latents"):
+        return out
+    target = export or out / "final"
+    if target.resolve() != final.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(final, target)
+    say("export", f"{final} -> {target}")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scott.recipe.embedded", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="run directory (stages, checkpoints, logs)")
+    parser.add_argument("--config", type=Path, default=None, help="recipe TOML (default: built-in defaults)")
+    parser.add_argument("--resume", action="store_true", help="continue a run in an existing --out")
+    parser.add_argument("--until", choices=STAGES, default="distill", help="last stage to run")
+    parser.add_argument("--export", type=Path, default=None, help="copy the final model folder here")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (overrides the config)")
+    args = parser.parse_args(argv)
+    if args.out.exists() and any(args.out.iterdir()) and not args.resume:
+        parser.error(f"{args.out} is not empty: pass --resume to continue that run, or pick a new --out")
+    cfg = load_config(args.config)
+    if args.threads is not None:
+        cfg.threads = args.threads
+    run_recipe(args.out, cfg, args.until, args.export)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""One training loop for every recipe stage: AdamW steps under a warm-up + cosine schedule, an EMA, checkpoints
+that resume bit-exactly, a JSONL loss log, and a rich progress bar with the measured seconds per step."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from scott.recipe.stage import StageDir, step_generator
+
+# step, generator -> (loss to minimise, scalars to log)
+StepFn = Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+console = Console(stderr=True)
+
+
+def say(stage: str, message: str) -> None:
+    console.print(f"{stage}: {message}", markup=False, highlight=False)
+
+
+@dataclass
+class Schedule:
+    steps: int
+    lr: float
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 100
+    ema_decay: float | None = None
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to lr * min_lr_ratio at the last step (step counts from 0)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps - 1)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def ema_decay_at(self, step: int) -> float:
+        """EMA decay with a warm-up, so the average is not dominated by the random init in short runs."""
+        assert self.ema_decay is not None
+        return min(self.ema_decay, (1 + step) / (10 + step))
+
+
+@dataclass
+class Trainable:
+    modules: dict[str, nn.Module]
+    optimizer: torch.optim.Optimizer
+    ema: dict[str, nn.Module] = field(default_factory=dict)  # same keys as modules, when an EMA is kept
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"model.{n}.{k}": v for n, m in self.modules.items() for k, v in m.state_dict().items()}
+        out.update({f"ema.{n}.{k}": v for n, m in self.ema.items() for k, v in m.state_dict().items()})
+        for pid, state in self.optimizer.state_dict()["state"].items():
+            out.update({f"optim.{pid}.{k}": v for k, v in state.items() if torch.is_tensor(v)})
+        return out
+
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.state_dict()["param_groups"]
+
+    def load(self, tensors: dict[str, torch.Tensor], param_groups: list[dict]) -> None:
+        for prefix, group in (("model", self.modules), ("ema", self.ema)):
+            for n, m in group.items():
+                head = f"{prefix}.{n}."
+                m.load_state_dict({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, name = k.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v
+        self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        for n, m in self.modules.items():
+            for p_ema, p in zip(self.ema[n].parameters(), m.parameters(), strict=True):
+                p_ema.lerp_(p, 1.0 - decay)
+
+
+def train(
+    stage: StageDir,
+    trainable: Trainable,
+    schedule: Schedule,
+    step_fn: StepFn,
+    seed: int,
+    stop_after: int | None = None,
+) -> bool:
+    """Run the stage's remaining steps (from its checkpoint, if any). Returns True once all steps are done.
+
+    stop_after: leave after this many steps in this call, with a checkpoint (an interruption on purpose).
+    """
+    start = 0
+    saved = stage.load_checkpoint()
+    if saved is not None:
+        start, tensors, state = saved
+        trainable.load(tensors, state["param_groups"])
+        stage.truncate_log(start)
+        say(stage.name, f"resuming at step {start}/{schedule.steps}")
+    end = schedule.steps if stop_after is None else min(schedule.steps, start + stop_after)
+    params = trainable.parameters()
+    for m in trainable.modules.values():
+        m.train()
+    durations: list[float] = []
+    columns = (
+        TextColumn(f"[bold]{stage.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} s/step  loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(stage.name, total=schedule.steps, completed=start, rate="-", loss="-")
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            lr = schedule.lr_at(step)
+            for group in trainable.optimizer.param_groups:
+                group["lr"] = lr
+            loss, scalars = step_fn(step, step_generator(seed, stage.name, step))
+            trainable.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm))
+            trainable.optimizer.step()
+            if trainable.ema:
+                trainable.update_ema(schedule.ema_decay_at(step))
+            durations.append(time.perf_counter() - t0)
+            rate = sum(durations[1:]) / max(1, len(durations) - 1) if len(durations) > 1 else durations[0]
+            stage.log(
+                {"step": step + 1, "loss": loss.item(), "lr": lr, "grad_norm": grad_norm, "seconds": durations[-1]}
+                | scalars
+            )
+            progress.update(task, advance=1, rate=f"{rate:.2f}", loss=f"{loss.item():.4f}")
+            done = step + 1
+            if done == end or done % schedule.checkpoint_every == 0:
+                stage.save_checkpoint(
+                    done, trainable.tensors(), {"param_groups": trainable.param_groups(), "s_per_step": rate}
+                )
+    if durations:
+        rate = sum(durations[1:]) / max(1, len(durations) - 1) if len(durations) > 1 else durations[0]
+        say(stage.name, f"{len(durations)} steps this run, {rate:.3f} s/step (first step excluded)")
+    for m in trainable.modules.values():
+        m.eval()
+    return end == schedule.steps

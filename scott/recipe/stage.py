@@ -1,0 +1,95 @@
+"""A stage's folder in the run directory: completion state, checkpoints (safetensors + JSON), a JSONL loss log.
+
+Layout of <run>/<stage>/: state.json (the commit marker, written last and atomically), checkpoint-<step>.safetensors
+(model, EMA and optimizer tensors of the latest checkpoint), log.jsonl (one record per step), and whatever the
+stage produces (a model folder, a latent file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
+    """A CPU generator owned by (seed, stage, step): a resumed run draws exactly what an uninterrupted one drew."""
+    key = hashlib.blake2b(f"{seed}/{stage}/{step}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(key, "little") & ((1 << 63) - 1))
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class StageDir:
+    """One stage's folder: is it complete, where did it stop, and its checkpoint and log."""
+
+    def __init__(self, run_dir: Path, name: str, config: dict[str, Any]) -> None:
+        # JSON round trip: the config is compared with the saved one, where tuples came back as lists.
+        self.name, self.path, self.config = name, Path(run_dir) / name, json.loads(json.dumps(config))
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    def state(self) -> dict[str, Any]:
+        """The saved state, or {} for a fresh stage; a state written under another config is an error."""
+        if not self.state_file.is_file():
+            return {}
+        state = json.loads(self.state_file.read_text())
+        if state.get("config") != self.config:
+            raise ValueError(
+                f"{self.path} was run with another [{self.name}] config; use a new --out or delete that folder.\n"
+                f"saved: {state.get('config')}\nnow:   {self.config}"
+            )
+        return state
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.state().get("complete", False))
+
+    def mark_complete(self, **results: Any) -> None:
+        state = self.state()
+        _write_json_atomic(self.state_file, {**state, "config": self.config, "complete": True, **results})
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        """Write the step's tensors, then point state.json at them (so a crash mid-write keeps the previous one)."""
+        old = self.state().get("checkpoint")
+        name = f"checkpoint-{step}.safetensors"
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(self.path / name))
+        _write_json_atomic(
+            self.state_file, {"config": self.config, "complete": False, "step": step, "checkpoint": name, **extra}
+        )
+        if old and old != name:
+            (self.path / old).unlink(missing_ok=True)
+
+    def load_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]] | None:
+        state = self.state()
+        if not state.get("checkpoint"):
+            return None
+        return int(state["step"]), load_file(str(self.path / state["checkpoint"])), state
+
+    # -- loss log -------------------------------------------------------------------------------
+
+    def log(self, record: dict[str, Any]) -> None:
+        with (self.path / "log.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_log(self, step: int) -> None:
+        """Drop records after `step` (steps run after the last checkpoint of an interrupted run)."""
+        path = self.path / "log.jsonl"
+        if not path.is_file():
+            return
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in keep))

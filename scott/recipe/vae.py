@@ -1,0 +1,126 @@
+"""Stage 1: train the preset's AutoencoderKL on procedural images, measure its latent scaling factor, score it.
+
+Loss: L1 + L2 reconstruction, an L1 on image gradients (sharp outlines for small shapes), and a small KL per
+latent element. The decoder trains on posterior samples, the way the teacher's latents are drawn later.
+The scaling factor is 1 / std of the posterior means (SD's recipe: latents of ~unit std for the diffusion model).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+
+from scott.data.attributes import ATTRIBUTE_NAMES
+from scott.data.dataset import images_to_tensor, make_batch
+from scott.models import PRESETS
+from scott.recipe.config import RecipeConfig
+from scott.recipe.loop import Schedule, Trainable, say, train
+from scott.recipe.stage import StageDir
+
+STAGE = "vae"
+
+
+def build_vae(preset: str, seed: int) -> AutoencoderKL:
+    torch.manual_seed(seed)
+    return AutoencoderKL.from_config(PRESETS[preset]["vae"])
+
+
+def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def vae_loss(
+    vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator, cfg: RecipeConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    posterior = vae.encode(images).latent_dist
+    recon = vae.decode(posterior.sample(generator=generator)).sample
+    l1 = (recon - images).abs().mean()
+    l2 = (recon - images).pow(2).mean()
+    edge = sum((a - b).abs().mean() for a, b in zip(_edges(recon), _edges(images), strict=True))
+    kl = posterior.kl().mean() / posterior.mean[0].numel()
+    v = cfg.vae
+    loss = l1 + v.l2_weight * l2 + v.edge_weight * edge + v.kl_weight * kl
+    return loss, {"l1": l1.item(), "l2": l2.item(), "edge": float(edge.item()), "kl": kl.item()}
+
+
+@torch.no_grad()
+def posterior_means(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    return torch.cat([vae.encode(x).latent_dist.mean for x in images.split(batch_size)])
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """uint8 (B, H, W, 3) reconstructions through the posterior mean, rounded as served images are."""
+    out = []
+    for x in images.split(batch_size):
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        out.append(((recon + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def measure_scaling_factor(vae: AutoencoderKL, count: int, seed_offset: int = 10_000_000) -> float:
+    """1 / std of posterior means over `count` training images (disjoint from the first training steps')."""
+    images = make_batch("train", seed_offset, count).images
+    return float(1.0 / posterior_means(vae, images).std())
+
+
+@torch.no_grad()
+def evaluate_vae(vae: AutoencoderKL, count: int) -> dict[str, float | None]:
+    """PSNR of reconstructions of held-out (val split) images, and the attribute classifier's accuracy on them."""
+    batch = make_batch("val", 0, count)
+    recon = reconstruct(vae, batch.images)
+    original = ((batch.images + 1) * 127.5).round()
+    mse = (torch.from_numpy(recon).permute(0, 3, 1, 2).float() - original).pow(2).mean(dim=(1, 2, 3))
+    psnr = 10 * torch.log10(255.0**2 / mse.clamp(min=1e-10))
+    out: dict[str, float | None] = {"psnr": float(psnr.mean()), "psnr_min": float(psnr.min())}
+    try:
+        from scott.eval.classifier import load_classifier
+
+        classifier = load_classifier()
+    except FileNotFoundError as err:
+        say(STAGE, f"no classifier, skipping attribute accuracy: {err}")
+        return out
+    pred_recon, _ = classifier.predict(images_to_tensor(recon))
+    pred_real, _ = classifier.predict(batch.images)
+    for i, name in enumerate(ATTRIBUTE_NAMES):
+        out[f"recon_accuracy_{name}"] = float((pred_recon[:, i] == batch.labels[:, i]).double().mean())
+    out["recon_accuracy_all"] = float((pred_recon == batch.labels).all(dim=1).double().mean())
+    out["real_accuracy_all"] = float((pred_real == batch.labels).all(dim=1).double().mean())
+    return out
+
+
+def vae_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / STAGE / "model"
+
+
+def run_vae_stage(run_dir: Path, cfg: RecipeConfig, stop_after: int | None = None) -> bool:
+    """Train (or resume) the VAE; on completion save it with its scaling factor under <run>/vae/model."""
+    v = cfg.vae
+    stage = StageDir(run_dir, STAGE, {"preset": cfg.preset, "seed": cfg.seed, **asdict(v)})
+    if stage.complete:
+        say(STAGE, f"complete, skipping ({stage.path})")
+        return True
+    vae = build_vae(cfg.preset, cfg.seed)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=v.lr, weight_decay=v.weight_decay)
+    schedule = Schedule(v.steps, v.lr, v.warmup_steps, v.min_lr_ratio, v.max_grad_norm, v.checkpoint_every)
+
+    def step_fn(step: int, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        images = make_batch("train", step * v.batch_size, v.batch_size).images
+        return vae_loss(vae, images, generator, cfg)
+
+    if not train(stage, Trainable({"vae": vae}, optimizer), schedule, step_fn, cfg.seed, stop_after):
+        return False
+    vae.eval()
+    scale = measure_scaling_factor(vae, v.scale_samples)
+    vae.register_to_config(scaling_factor=scale)
+    metrics = evaluate_vae(vae, v.eval_samples)
+    copy.deepcopy(vae).save_pretrained(str(vae_dir(run_dir)), safe_serialization=True)
+    say(STAGE, f"scaling_factor {scale:.4f}; " + ", ".join(f"{k} {x:.4f}" for k, x in metrics.items()))
+    stage.mark_complete(scaling_factor=scale, metrics=metrics)
+    return True

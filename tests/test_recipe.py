@@ -1,0 +1,172 @@
+"""The embedded-model recipe on tiny budgets: every stage runs, produces loadable artifacts, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scott.models import load_model
+from scott.recipe.config import RecipeConfig, config_from_dict, load_config
+from scott.recipe.embedded import main, run_recipe
+from scott.recipe.latents import load_latents
+from scott.recipe.teacher import run_teacher_stage, teacher_dir
+from scott.recipe.vae import run_vae_stage, vae_dir
+from scott.tokenizer import load_tokenizer, write_clip_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**teacher: object) -> RecipeConfig:
+    return config_from_dict(
+        {
+            "seed": 3,
+            "threads": 1,
+            "vae": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "scale_samples": 8,
+                    "eval_samples": 8},
+            "latents": {"count": 12, "batch_size": 8},
+            "teacher": {"steps": 3, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2, "eval_prompts": 0,
+                        **teacher},
+            "distill": {"enabled": False},
+        }
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: what the tiny config asks for, and far faster than two on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def run(one_thread: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete tiny run up to the exported teacher."""
+    out = tmp_path_factory.mktemp("recipe") / "run"
+    run_recipe(out, tiny_config(), until="distill")
+    return out
+
+
+def _log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_stages_produce_loadable_artifacts(run: Path) -> None:
+    vae_state = json.loads((run / "vae" / "state.json").read_text())
+    assert vae_state["complete"] and vae_state["scaling_factor"] > 0
+    assert {"psnr", "psnr_min"} <= set(vae_state["metrics"])
+    vae_config = json.loads((vae_dir(run) / "config.json").read_text())
+    assert vae_config["scaling_factor"] == pytest.approx(vae_state["scaling_factor"])
+
+    data = load_latents(run)
+    assert data.mean.shape == data.std.shape == (12, 4, 8, 8) and data.input_ids.shape == (12, 77)
+    assert len(data.captions) == 12 and all(c.startswith("a ") for c in data.captions)
+    # The cache holds scaled latents: the VAE's own encoding of the first image, times its scaling factor.
+    assert float(data.mean.std()) > 0
+
+    for stage, steps in (("vae", 3), ("teacher", 3)):
+        records = _log_lines(run / stage / "log.jsonl")
+        assert [r["step"] for r in records] == list(range(1, steps + 1))
+        assert all(r["loss"] > 0 and r["seconds"] > 0 for r in records)
+
+
+def test_teacher_folder_loads_and_serves(run: Path) -> None:
+    from engines import load_pipeline
+    from scott.pipeline import ImageRequest
+
+    bundle = load_model(teacher_dir(run))
+    assert bundle.unet.config.time_cond_proj_dim is None  # real CFG; scott.distill adds the guidance embedding
+    assert bundle.scheduler_config["prediction_type"] == "v_prediction"
+    assert bundle.scheduler_config["rescale_betas_zero_snr"] is True
+    assert bundle.vae.config.scaling_factor == pytest.approx(json.loads((run / "vae/state.json").read_text())[
+        "scaling_factor"], rel=1e-3)  # fmt: skip
+    pipeline = load_pipeline(teacher_dir(run), backend="torch", device="cpu")
+    out = pipeline.generate(
+        [ImageRequest("a red circle", seed=1, steps=2, guidance_scale=3.0, gamma=0.0, width=64, height=64)]
+    )
+    assert out.images.shape == (1, 64, 64, 3) and out.images.dtype.name == "uint8"
+    exported = run / "final"
+    assert (exported / "model_index.json").is_file() and (exported / "unet").is_dir()
+
+
+def test_saved_teacher_is_the_ema(run: Path) -> None:
+    """The folder holds the EMA weights (fp16) of the last checkpoint, not the raw ones."""
+    bundle = load_model(teacher_dir(run))
+    state = json.loads((run / "teacher" / "state.json").read_text())
+    tensors = load_file(str(run / "teacher" / state["checkpoint"]))
+    for name, value in bundle.unet.state_dict().items():
+        ema = tensors[f"ema.unet.{name}"]
+        torch.testing.assert_close(value, ema.half().float())
+    raw = tensors["model.unet.conv_in.weight"]
+    assert not torch.equal(raw.half().float(), bundle.unet.state_dict()["conv_in.weight"])
+
+
+def test_resume_skips_complete_stages(run: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in run.glob("*/state.json")}
+    logs = {p: p.read_text() for p in run.glob("*/log.jsonl")}
+    run_recipe(run, tiny_config(), until="distill")
+    assert {p: p.stat().st_mtime_ns for p in run.glob("*/state.json")} == before
+    assert {p: p.read_text() for p in run.glob("*/log.jsonl")} == logs
+
+
+def test_changed_stage_config_is_refused(run: Path, tmp_path: Path) -> None:
+    shutil.copytree(run / "vae", tmp_path / "vae")
+    changed = tiny_config()
+    changed.vae.lr = 0.5
+    with pytest.raises(ValueError, match="another \\[vae\\] config"):
+        run_vae_stage(tmp_path, changed)
+
+
+def test_interrupted_vae_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    cfg.vae.steps, cfg.vae.checkpoint_every = 4, 100
+    assert run_vae_stage(tmp_path / "straight", cfg)
+    assert not run_vae_stage(tmp_path / "broken", cfg, stop_after=2)  # a checkpoint at step 2, then "killed"
+    assert json.loads((tmp_path / "broken/vae/state.json").read_text())["step"] == 2
+    assert run_vae_stage(tmp_path / "broken", cfg)
+    a = load_file(str(vae_dir(tmp_path / "straight") / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(vae_dir(tmp_path / "broken") / "diffusion_pytorch_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _log_lines(tmp_path / "straight/vae/log.jsonl") == [
+        {**r, "seconds": s["seconds"]}
+        for r, s in zip(_log_lines(tmp_path / "broken/vae/log.jsonl"), _log_lines(tmp_path / "straight/vae/log.jsonl"),
+                        strict=True)
+    ]  # fmt: skip
+
+
+def test_interrupted_teacher_resumes_to_the_same_weights(run: Path, tmp_path: Path) -> None:
+    cfg = tiny_config()
+    cfg.teacher.steps, cfg.teacher.checkpoint_every = 4, 100
+    tokenizer = load_tokenizer(write_clip_tokenizer(tmp_path / "tokenizer"))
+    for name in ("straight", "broken"):
+        for stage in ("vae", "latents"):
+            shutil.copytree(run / stage, tmp_path / name / stage)
+    assert run_teacher_stage(tmp_path / "straight", cfg, tokenizer)
+    assert not run_teacher_stage(tmp_path / "broken", cfg, tokenizer, stop_after=3)
+    assert run_teacher_stage(tmp_path / "broken", cfg, tokenizer)
+    for part in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        a = load_file(str(teacher_dir(tmp_path / "straight") / part))
+        b = load_file(str(teacher_dir(tmp_path / "broken") / part))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_cli_refuses_a_used_out_dir_without_resume(run: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(run), "--until", "vae"])
+
+
+@pytest.mark.parametrize("name", ["embedded.toml", "embedded-quick.toml"])
+def test_shipped_recipes_parse(name: str) -> None:
+    cfg = load_config(REPO / "recipes" / name)
+    assert cfg.preset == "tiny" and cfg.vae.steps > 0 and cfg.teacher.steps > 0
+
+
+def test_unknown_config_fields_are_errors() -> None:
+    with pytest.raises(ValueError, match="unknown fields"):
+        config_from_dict({"teacher": {"stepz": 3}})
