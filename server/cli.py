@@ -5,6 +5,7 @@ Add a subcommand with `@app.command()` on a function whose typed parameters are 
 
 from __future__ import annotations
 
+import json
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +22,7 @@ app = typer.Typer(
 )
 
 ModelDir = Annotated[Path | None, typer.Option("--model", help="diffusers-format model folder [env SCOTT_MODEL_DIR]")]
-Backend = Annotated[str | None, typer.Option(help="runtime: torch [env SCOTT_BACKEND]")]
+Backend = Annotated[str | None, typer.Option(help="runtime: torch | onnx | tensorrt [env SCOTT_BACKEND]")]
 Device = Annotated[str | None, typer.Option(help="e.g. cpu, cuda, cuda:1; default: CUDA when present")]
 
 
@@ -145,6 +146,87 @@ def make_model(
 
     path = save_model(build_model(preset.value, seed=seed), out)
     typer.echo(f"wrote {preset.value} model (seed {seed}) to {path}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="folder for text_encoder/unet/vae_decoder .onnx and manifest.json")],
+    model: ModelDir = None,
+    force_external_data: Annotated[bool, typer.Option(help="weights beside the graph even when small")] = False,
+) -> None:
+    """Export the text encoder, UNet and VAE decoder to ONNX (fp32, dynamic batch), checked against PyTorch."""
+    from engines.onnx_export import ExportError, export_onnx
+    from server.settings import ServerSettings
+
+    model_dir = ServerSettings(**_overrides(model_dir=model)).model_dir
+    try:
+        manifest = export_onnx(model_dir, out, external_data=True if force_external_data else None, log=typer.echo)
+    except ExportError as exc:
+        typer.echo(f"export failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for name, network in manifest["networks"].items():
+        typer.echo(f"{name}: max abs error vs PyTorch {network['max_abs_error']:.2e}")
+
+
+@app.command("build-engines")
+def build_engines(
+    out: Annotated[Path, typer.Option(help="engine folder (engines.json index, .plan files, sidecars)")],
+    model: ModelDir = None,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="top of the batch optimization profile")] = 8,
+    sizes: Annotated[list[str] | None, typer.Option(help="WIDTHxHEIGHT (repeatable); default: the model's")] = None,
+    device: Device = None,
+) -> None:
+    """Build TensorRT FP16 engines from the ONNX export (made first if missing). Needs TensorRT and a CUDA GPU."""
+    from engines.shapes import parse_size
+    from engines.tensorrt_build import build_engines as build
+    from engines.tensorrt_build import index_summary
+    from server.settings import ServerSettings
+
+    model_dir = ServerSettings(**_overrides(model_dir=model)).model_dir
+    try:
+        parsed = [parse_size(size) for size in sizes] if sizes else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sizes") from exc
+    try:
+        engines = build(model_dir, out, max_batch_size=max_batch_size, sizes=parsed, device=device, log=typer.echo)
+    except RuntimeError as exc:  # no TensorRT / no CUDA: say what is missing, build nothing
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(index_summary(engines), indent=2, default=str))
+
+
+@app.command()
+def distill(
+    teacher: Annotated[Path, typer.Option(help="diffusers-format SD-layout teacher folder")],
+    data: Annotated[str, typer.Option(help="procedural[:N] | folder of images + .txt | webdataset shards")],
+    out: Annotated[Path, typer.Option(help="student model folder to write (diffusers format)")],
+    config: Annotated[Path | None, typer.Option(help="YAML/TOML/JSON config; flags override it")] = None,
+    eta: Annotated[float | None, typer.Option(help="teacher SDE noise strength; 0 = ODE = vanilla CD")] = None,
+    substeps: Annotated[int | None, typer.Option(help="h: teacher solver sub-steps")] = None,
+    skip: Annotated[int | None, typer.Option(help="k: t_m = t_n - k, in train timesteps")] = None,
+    w_min: Annotated[float | None, typer.Option(help="lowest guidance scale trained")] = None,
+    w_max: Annotated[float | None, typer.Option(help="highest guidance scale trained")] = None,
+    ema_decay: Annotated[float | None, typer.Option(help="EMA decay of the target network")] = None,
+    distance: Annotated[str | None, typer.Option(help="huber | l2")] = None,
+    adv_weight: Annotated[float | None, typer.Option(help="lambda_adv; 0 turns the discriminator off")] = None,
+    disc_lr: Annotated[float | None, typer.Option(help="discriminator learning rate")] = None,
+    lr: Annotated[float | None, typer.Option(help="student learning rate")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="per process")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+    seed: Annotated[int | None, typer.Option(help="data, noise and init seed")] = None,
+    mixed_precision: Annotated[str | None, typer.Option(help="no | fp16 | bf16")] = None,
+    gradient_checkpointing: Annotated[bool | None, typer.Option(help="trade compute for memory")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="steps between checkpoints; 0: final only")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="checkpoints, latent cache, loss log")] = None,
+) -> None:
+    """SCott distillation of a teacher into a few-step student (multi-GPU: accelerate launch -m scott.distill)."""
+    options = dict(locals())  # the flags, taken before any other local exists
+    from scott.distill import distill as run
+    from scott.distill import load_config
+
+    cfg = load_config(options.pop("config"), **options)
+    result = run(cfg)
+    typer.echo(f"wrote {result.model_dir} after {result.steps} steps ({result.seconds_per_step:.2f} s/step)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,39 @@ def test_make_model_rejects_unknown_presets(tmp_path: Path) -> None:
 def test_the_subcommands_are_listed() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("serve", "generate", "make-model"):
+    for command in ("serve", "generate", "make-model", "export", "build-engines", "distill"):
         assert command in result.output
     serve = runner.invoke(app, ["serve", "--help"])
     for flag in ("--model", "--backend", "--host", "--port", "--max-batch-size", "--max-wait-ms"):
         assert flag in serve.output
+
+
+def test_export_writes_checked_onnx_graphs(made_model: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "--model", str(made_model), "--out", str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.output
+    for name in ("text_encoder", "unet", "vae_decoder"):
+        assert (tmp_path / "onnx" / f"{name}.onnx").is_file()
+        assert f"{name}: max abs error vs PyTorch" in result.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_build_engines_without_tensorrt_names_what_is_missing(made_model: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["build-engines", "--model", str(made_model), "--out", str(tmp_path / "engines")])
+    assert result.exit_code == 1
+    assert "tensorrt" in result.output and "CUDA" in result.output
+    assert not (tmp_path / "engines").exists() or not any((tmp_path / "engines").iterdir())
+
+
+def test_distill_writes_a_servable_student(made_model: Path, tmp_path: Path) -> None:
+    student = tmp_path / "student"
+    args = ["distill", "--teacher", str(made_model), "--data", "procedural:8", "--out", str(student)]
+    flags = ["--steps", "2", "--batch-size", "4", "--adv-weight", "0", "--lr", "1e-4", "--checkpoint-every", "0"]
+    result = runner.invoke(app, [*args, *flags, "--work-dir", str(tmp_path / "work")])
+    assert result.exit_code == 0, result.output
+    assert "after 2 steps" in result.output
+    out = tmp_path / "s.png"
+    result = runner.invoke(
+        app, ["generate", "a red circle", "--model", str(student), "--steps", "1", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (64, 64)
