@@ -67,7 +67,10 @@ class GenerationService:
                 s = self.settings
                 self.pipeline = load_pipeline(s.model_dir, backend=s.backend, device=s.device)
             if self.settings.warmup:
-                self.pipeline.generate([self._warmup_request(self.pipeline.info)])
+                # On CUDA every batch size captures its own CUDA graphs: do it now, not on a live request.
+                on_gpu = self.pipeline.backend.device.type == "cuda"
+                for batch in range(1, self.settings.max_batch_size + 1) if on_gpu else (1,):
+                    self.pipeline.generate([self._warmup_request(self.pipeline.info)] * batch)
         except Exception as exc:
             log.exception("model failed to load")
             self.load_error, self.state = f"{type(exc).__name__}: {exc}", "failed"
