@@ -126,14 +126,15 @@ class TextToImagePipeline:
     def tokenize(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
         """Token ids padded to the encoder's window, and whether each prompt had to be truncated."""
         window = self.info.max_prompt_tokens
-        full = self.tokenizer(list(prompts), truncation=False)["input_ids"]
+        # verbose=False: an over-long prompt is expected here (we report it), not worth a warning per request.
+        full = self.tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]
         ids = self.tokenizer(
             list(prompts), padding="max_length", max_length=window, truncation=True, return_tensors="pt"
         )["input_ids"]
         return ids, [len(tokens) > window for tokens in full]
 
     def count_tokens(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt, truncation=False)["input_ids"])
+        return len(self.tokenizer(prompt, truncation=False, verbose=False)["input_ids"])
 
     def _encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
         ids, truncated = self.tokenize(prompts)
