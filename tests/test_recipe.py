@@ -170,3 +170,25 @@ def test_shipped_recipes_parse(name: str) -> None:
 def test_unknown_config_fields_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown fields"):
         config_from_dict({"teacher": {"stepz": 3}})
+
+
+def test_distill_stage_runs_scott_distill_and_exports_the_student(run: Path, tmp_path: Path) -> None:
+    """The hook hands the teacher to the real `python -m scott.distill` and exports its student, model parts only."""
+    from scott.recipe.distill_hook import distiller_available
+
+    if not distiller_available():
+        with pytest.raises(NotImplementedError, match="scott.distill not available yet"):
+            run_recipe(run, tiny_config(), until="distill")
+        return
+    work = tmp_path / "run"
+    shutil.copytree(run, work)
+    cfg = tiny_config()
+    cfg.distill.enabled, cfg.distill.data = True, "procedural:8"
+    cfg.distill.options = {"steps": 1, "batch_size": 2, "checkpoint_every": 0}
+    final = run_recipe(work, cfg, until="distill", export=tmp_path / "exported")
+    assert sorted(p.name for p in final.iterdir()) == [
+        "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"
+    ]  # fmt: skip
+    student = load_model(final)
+    assert student.unet.config.time_cond_proj_dim is not None  # the guidance embedding the distiller added
+    assert json.loads((work / "distill" / "state.json").read_text())["complete"]

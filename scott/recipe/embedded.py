@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from scott.models import SUBFOLDERS
 from scott.recipe.config import RecipeConfig, load_config
 from scott.recipe.distill_hook import run_distill_stage, student_dir
 from scott.recipe.latents import run_latents_stage
@@ -53,11 +54,21 @@ def run_recipe(out: Path, cfg: RecipeConfig, until: str = "distill", export: Pat
     if until in ("vae", "latents"):
         return out
     target = export or out / "final"
-    if target.resolve() != final.resolve():
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(final, target)
+    export_model(final, target)
     say("export", f"{final} -> {target}")
+    return target
+
+
+def export_model(source: Path, target: Path) -> Path:
+    """Copy only the model parts of a folder (a trainer may keep checkpoints and logs beside them)."""
+    if target.resolve() == source.resolve():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in SUBFOLDERS:
+        shutil.copytree(source / name, target / name)
+    shutil.copy2(source / "model_index.json", target / "model_index.json")
     return target
 
 
