@@ -177,7 +177,7 @@ def test_distill_stage_runs_scott_distill_and_exports_the_student(run: Path, tmp
     from scott.recipe.distill_hook import distiller_available
 
     if not distiller_available():
-        with pytest.raises(NotImplementedError, match="scott.distill not available yet"):
+        with pytest.raises(NotImplementedError, match=r"scott\.distill not available yet"):
             run_recipe(run, tiny_config(), until="distill")
         return
     work = tmp_path / "run"
