@@ -229,5 +229,53 @@ def distill(
     typer.echo(f"wrote {result.model_dir} after {result.steps} steps ({result.seconds_per_step:.2f} s/step)")
 
 
+@app.command("eval")
+def evaluate_model(
+    model: ModelDir = None,
+    steps: Annotated[list[int] | None, typer.Option(help="sampler steps to score (repeatable)")] = None,
+    n: Annotated[int, typer.Option(min=1, help="images per prompt")] = 20,
+    prompts: Annotated[int, typer.Option(min=1, help="held-out prompts")] = 100,
+    guidance: Annotated[float | None, typer.Option(help="guidance scale; default: the model's")] = None,
+    gamma: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="default: the model's")] = None,
+    seed: Annotated[int, typer.Option(help="first image seed")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics here too")] = None,
+    backend: Backend = None,
+    device: Device = None,
+) -> None:
+    """Score a procedural-data model on held-out prompts: prompt accuracy, FID, precision/recall, coverage."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from engines import load_pipeline
+    from scott.eval import eval_prompts, evaluate
+    from scott.eval.generators import pipeline_generate_fn
+    from server.settings import ServerSettings
+
+    settings = ServerSettings(**_overrides(model_dir=model, backend=backend, device=device))
+    pipeline = load_pipeline(settings.model_dir, backend=settings.backend, device=settings.device)
+    held_out = eval_prompts(prompts)
+    results = {}
+    for step_count in steps or [1, 2, 4]:
+        generate_fn = pipeline_generate_fn(pipeline, step_count, guidance_scale=guidance, gamma=gamma)
+        results[step_count] = evaluate(generate_fn, held_out, n, seed=seed)
+    columns = {
+        "prompt_accuracy": "acc",
+        "fid": "FID",
+        "precision": "prec",
+        "recall": "recall",
+        "coverage": "cover",
+        "real_fid": "FID floor",
+    }
+    table = Table(title=f"{settings.model_dir} on {len(held_out)} held-out prompts x {n} images")
+    table.add_column("steps")
+    for label in columns.values():
+        table.add_column(label, justify="right")
+    for step_count, metrics in results.items():
+        table.add_row(str(step_count), *(f"{metrics.get(key, float('nan')):.3f}" for key in columns))
+    Console().print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2))
+
+
 if __name__ == "__main__":
     app()

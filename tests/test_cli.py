@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_make_model_rejects_unknown_presets(tmp_path: Path) -> None:
 def test_the_subcommands_are_listed() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("serve", "generate", "make-model", "export", "build-engines", "distill"):
+    for command in ("serve", "generate", "make-model", "export", "build-engines", "distill", "eval"):
         assert command in result.output
     serve = runner.invoke(app, ["serve", "--help"])
     for flag in ("--model", "--backend", "--host", "--port", "--max-batch-size", "--max-wait-ms"):
@@ -93,3 +94,13 @@ def test_distill_writes_a_servable_student(made_model: Path, tmp_path: Path) -> 
     )
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (64, 64)
+
+
+def test_eval_prints_the_metrics_table(made_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "metrics.json"
+    args = ["eval", "--model", str(made_model), "--steps", "1", "--n", "6", "--prompts", "4", "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "FID floor" in result.output
+    metrics = json.loads(out.read_text())["1"]
+    assert 0.0 <= metrics["prompt_accuracy"] <= 1.0 and metrics["fid"] > 0
