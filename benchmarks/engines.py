@@ -81,22 +81,10 @@ def stage_times(pipe: TextToImagePipeline, batch: int, size: int, warmup: int, r
 
 
 def diffusers_peer(model_dir: Path, device: torch.device):
-    from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+    from scott.reference import diffusers_lcm_pipeline
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    bundle = load_model(model_dir, dtype=dtype)
-    pipe = LatentConsistencyModelPipeline(
-        vae=bundle.vae,
-        text_encoder=bundle.text_encoder,
-        tokenizer=bundle.tokenizer,
-        unet=bundle.unet,
-        scheduler=LCMScheduler.from_config(bundle.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    ).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return diffusers_lcm_pipeline(load_model(model_dir, dtype=dtype)).to(device)
 
 
 def main(argv: list[str] | None = None) -> int:

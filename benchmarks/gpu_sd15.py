@@ -25,13 +25,13 @@ import torch
 
 # benchmarks/engines.py would shadow the engines package when this runs as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffusers import LatentConsistencyModelPipeline, LCMScheduler
 from rich.console import Console
 from rich.table import Table
 
 from engines.torch_backend import TorchBackend
 from scott.models import build_model
 from scott.pipeline import ImageRequest, ModelInfo, TextToImagePipeline
+from scott.reference import diffusers_lcm_pipeline
 
 console = Console()
 
@@ -131,7 +131,7 @@ def main() -> None:
             console.print(row)
 
     # -- end to end: our pipeline vs diffusers' pipeline on the same modules -----------------------
-    reference = reference_pipeline(bundle)
+    reference = diffusers_lcm_pipeline(bundle)
     prompt = "a photo of a red fox in the snow, highly detailed"
     for batch in args.batches:
         for steps in args.steps:
@@ -193,21 +193,6 @@ def vae_variants(backend: TorchBackend, latent: int, reps: int) -> list[dict]:
     return rows
 
 
-def reference_pipeline(bundle) -> LatentConsistencyModelPipeline:
-    pipe = LatentConsistencyModelPipeline(
-        vae=bundle.vae,
-        text_encoder=bundle.text_encoder,
-        tokenizer=bundle.tokenizer,
-        unet=bundle.unet,
-        scheduler=LCMScheduler.from_config(bundle.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def parity(pipelines: dict[str, TextToImagePipeline], bundle, info: ModelInfo) -> dict[str, float]:
     """Pixel differences (0-255) that would expose a wrong fast path: graphs vs eager, ours vs diffusers."""
     size = info.default_size
@@ -221,7 +206,7 @@ def parity(pipelines: dict[str, TextToImagePipeline], bundle, info: ModelInfo) -
         out[f"{other} vs {names[0]}: max abs px"] = float(diff.max())
     lcm = ImageRequest("a red fox", 0, 4, 8.0, 1.0, size, size)
     ours = pipelines[names[0]].generate([lcm]).images.astype(np.int16)
-    theirs = reference_pipeline(bundle)(
+    theirs = diffusers_lcm_pipeline(bundle)(
         lcm.prompt,
         num_inference_steps=4,
         guidance_scale=8.0,

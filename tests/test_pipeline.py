@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import LatentConsistencyModelPipeline, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 from engines.torch_backend import TorchBackend
 from scott.models import PRESETS, ModelBundle, build_model
 from scott.pipeline import ImageRequest, ModelInfo, TextToImagePipeline
+from scott.reference import diffusers_lcm_pipeline
 
 
 def _pipeline(bundle: ModelBundle) -> TextToImagePipeline:
@@ -51,16 +52,7 @@ def _diffusers_images(pipe, prompt: str, steps: int, guidance: float, seed: int)
 
 @pytest.mark.parametrize("steps", [1, 4])
 def test_matches_diffusers_lcm_pipeline(bundle: ModelBundle, steps: int) -> None:
-    reference = LatentConsistencyModelPipeline(
-        vae=bundle.vae,
-        text_encoder=bundle.text_encoder,
-        tokenizer=bundle.tokenizer,
-        unet=bundle.unet,
-        scheduler=LCMScheduler.from_config(bundle.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    reference = diffusers_lcm_pipeline(bundle)
     expected = _diffusers_images(reference, "a large red circle", steps, 6.0, seed=5)
     ours = _pipeline(bundle).generate([_request("a large red circle", steps=steps, seed=5)]).images
     assert ours.shape == expected.shape == (1, 64, 64, 3)
