@@ -22,12 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(**teacher: object) -> RecipeConfig:
+    """A few steps per stage, evaluation off, distillation off."""
     return config_from_dict(
         {
             "seed": 3,
             "threads": 1,
             "vae": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "scale_samples": 8,
-                    "eval_samples": 8},
+                    "eval_samples": 8, "arch": {"norm_num_groups": 8}},
             "latents": {"count": 12, "batch_size": 8},
             "teacher": {"steps": 3, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2, "eval_prompts": 0,
                         **teacher},
@@ -63,6 +64,7 @@ def test_stages_produce_loadable_artifacts(run: Path) -> None:
     assert {"psnr", "psnr_min"} <= set(vae_state["metrics"])
     vae_config = json.loads((vae_dir(run) / "config.json").read_text())
     assert vae_config["scaling_factor"] == pytest.approx(vae_state["scaling_factor"])
+    assert vae_config["norm_num_groups"] == 8  # the [vae] arch override, recorded in the folder
 
     data = load_latents(run)
     assert data.mean.shape == data.std.shape == (12, 4, 8, 8) and data.input_ids.shape == (12, 77)

@@ -28,6 +28,10 @@ class VaeConfig:
     checkpoint_every: int = 50
     scale_samples: int = 512  # images whose posterior means set the scaling factor (latents of ~unit std)
     eval_samples: int = 512  # held-out (val split) images for PSNR and classifier accuracy on reconstructions
+    # AutoencoderKL config fields over the preset's, e.g. {norm_num_groups = 8}: with the preset's 32 groups on
+    # 32 channels, GroupNorm is InstanceNorm, which removes an image's per-channel mean, i.e. a flat background's
+    # colour, before the decoder's last conv (see scott/recipe/README.md for the measured effect).
+    arch: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -25,9 +25,10 @@ from scott.recipe.stage import StageDir
 STAGE = "vae"
 
 
-def build_vae(preset: str, seed: int) -> AutoencoderKL:
+def build_vae(preset: str, seed: int, arch: dict | None = None) -> AutoencoderKL:
+    """The preset's VAE, with `arch` config fields over it (the saved folder's config records them)."""
     torch.manual_seed(seed)
-    return AutoencoderKL.from_config(PRESETS[preset]["vae"])
+    return AutoencoderKL.from_config({**PRESETS[preset]["vae"], **(arch or {})})
 
 
 def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +106,7 @@ def run_vae_stage(run_dir: Path, cfg: RecipeConfig, stop_after: int | None = Non
     if stage.complete:
         say(STAGE, f"complete, skipping ({stage.path})")
         return True
-    vae = build_vae(cfg.preset, cfg.seed)
+    vae = build_vae(cfg.preset, cfg.seed, v.arch)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=v.lr, weight_decay=v.weight_decay)
     schedule = Schedule(v.steps, v.lr, v.warmup_steps, v.min_lr_ratio, v.max_grad_norm, v.checkpoint_every)
 
