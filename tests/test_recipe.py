@@ -194,3 +194,18 @@ def test_distill_stage_runs_scott_distill_and_exports_the_student(run: Path, tmp
     student = load_model(final)
     assert student.unet.config.time_cond_proj_dim is not None  # the guidance embedding the distiller added
     assert json.loads((work / "distill" / "state.json").read_text())["complete"]
+
+
+def test_teacher_evaluation_scores_samples_and_writes_grids(run: Path, tmp_path: Path) -> None:
+    from scott.recipe.config import TeacherConfig
+    from scott.recipe.teacher import evaluate_teacher
+
+    tc = TeacherConfig(eval_prompts=2, eval_per_prompt=3, eval_steps=(1, 2), eval_guidance=4.0)
+    metrics = evaluate_teacher(teacher_dir(run), tmp_path, tc)
+    assert set(metrics) == {"ddim1", "ddim2"}
+    for m in metrics.values():
+        assert m["n_images"] == 6 and 0.0 <= m["prompt_accuracy"] <= 1.0 and m["fid"] >= 0.0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    from PIL import Image
+
+    assert Image.open(tmp_path / "samples-ddim2.png").size == (8 * 64, 2 * 64)

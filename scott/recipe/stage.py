@@ -57,9 +57,12 @@ class StageDir:
     def complete(self) -> bool:
         return bool(self.state().get("complete", False))
 
+    def update(self, **fields: Any) -> None:
+        """Add fields to the saved state (atomically)."""
+        _write_json_atomic(self.state_file, {**self.state(), "config": self.config, **fields})
+
     def mark_complete(self, **results: Any) -> None:
-        state = self.state()
-        _write_json_atomic(self.state_file, {**state, "config": self.config, "complete": True, **results})
+        self.update(complete=True, **results)
 
     # -- checkpoints ----------------------------------------------------------------------------
 

@@ -121,8 +121,7 @@ def run_teacher_stage(
             scheduler_config=dict(PRESETS[cfg.preset]["scheduler"]),
         )
         save_model(bundle, teacher_dir(run_dir))
-        state = stage.state()
-        (stage.path / "state.json").write_text(json.dumps({**state, "trained": True}, indent=2) + "\n")
+        stage.update(trained=True)  # evaluation may still be interrupted; training is not redone
     metrics = evaluate_teacher(teacher_dir(run_dir), stage.path, tc) if tc.eval_prompts > 0 else {}
     stage.mark_complete(metrics=metrics)
     return True
@@ -161,11 +160,10 @@ def evaluate_teacher(model_dir: Path, out_dir: Path, tc) -> dict[str, dict[str, 
 
         metrics = evaluate(generate, prompts, tc.eval_per_prompt, classifier, real_floor=False)
         results[f"ddim{steps}"] = metrics
-        grid_prompts = prompts[:8]
-        grid = teacher_sample(
-            bundle, [p for p in grid_prompts for _ in range(8)], list(range(8)) * 8, steps, tc.eval_guidance
-        )
-        save_grid(grid, 8, out_dir / f"samples-ddim{steps}.png")
+        rows = prompts[:8]  # one row per prompt, seeds 0-7 across
+        grid_prompts = [p for p in rows for _ in range(8)]
+        grid = teacher_sample(bundle, grid_prompts, list(range(8)) * len(rows), steps, tc.eval_guidance)
+        save_grid(grid, len(rows), out_dir / f"samples-ddim{steps}.png")
         say(
             STAGE,
             f"DDIM {steps} steps, CFG {tc.eval_guidance}: prompt accuracy {metrics['prompt_accuracy']:.3f} "
