@@ -13,7 +13,7 @@ from scott.pipeline import TextToImagePipeline
 from server import api, health, openai_api
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
-from server.middleware import BodySizeLimit, RequestTimer
+from server.middleware import BodySizeLimit, JsonBodies, RequestTimer
 from server.service import GenerationService
 from server.settings import ServerSettings
 
@@ -45,6 +45,7 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     app.include_router(api.router)
     app.include_router(openai_api.router)
     app.include_router(health.router)
+    app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
     app.add_middleware(RequestTimer, observe=metrics.observe_request, paths=ENDPOINTS)  # outermost: sees 413s too
     return app

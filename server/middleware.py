@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: a cap on request body bytes (413), and request-duration metrics.
+"""Pure-ASGI middleware: JSON bodies whatever curl says, a cap on request body bytes (413), request metrics.
 
 Pure ASGI rather than BaseHTTPMiddleware so the route can still await http.disconnect on `receive`.
 """
@@ -11,6 +11,28 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import error_response
+
+
+class JsonBodies:
+    """Reads POST bodies as JSON when the client sent no content type or curl's default form type.
+
+    `curl -d '{"prompt": ...}'` labels its body application/x-www-form-urlencoded. This API has no
+    form endpoints, so such a body can only be meant as JSON; any other declared type is left alone
+    (and gets FastAPI's clear 422 if it is not JSON).
+    """
+
+    FORM_OR_NONE = (b"", b"application/x-www-form-urlencoded")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            declared = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+            if declared in self.FORM_OR_NONE:
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

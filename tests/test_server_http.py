@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 
 import httpx
 import numpy as np
@@ -31,6 +32,30 @@ def test_accept_png_returns_the_image_itself(client: httpx.Client) -> None:
     assert response.headers["x-prompt-truncated"] == "false"
     assert "unet;dur=" in response.headers["server-timing"]
     assert decode(response.content).shape == (64, 64, 3)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl command")
+def test_the_readme_curl_works(live_server) -> None:
+    """`curl -d '{...}'` sends no JSON content type (form-urlencoded): the body is still read as JSON."""
+    import subprocess
+
+    command = ["curl", "-s", "-X", "POST", f"{live_server.url}/generate", "-H", "Accept: image/png"]
+    done = subprocess.run([*command, "-d", '{"prompt":"a red circle"}'], capture_output=True, timeout=60, check=True)
+    assert decode(done.stdout).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded"])
+def test_json_without_a_json_content_type_is_accepted(client: httpx.Client, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/generate", content=b'{"prompt": "a red circle", "seed": 1}', headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["images"][0]["seed"] == 1
+
+
+def test_other_declared_types_are_not_reinterpreted(client: httpx.Client) -> None:
+    response = client.post("/generate", content=b'{"prompt": "x"}', headers={"Content-Type": "text/plain"})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body"
 
 
 def test_json_carries_base64_pngs_of_the_asked_size_with_seeds_and_timings(client: httpx.Client) -> None:
