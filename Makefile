@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= models/scott-tiny
 
-.PHONY: venv model serve test lint fmt bench clean
+.PHONY: venv model embedded-model serve test lint fmt bench clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ $(MODEL)/model_index.json: | $(STAMP)
 	$(BIN)/scott make-model --preset tiny --seed 0 --out $(MODEL)
 
 model: $(MODEL)/model_index.json
+
+# The full embedded-model recipe (VAE -> latents -> teacher -> SCott student), resumable; see scott/recipe/README.md.
+embedded-model: $(STAMP)
+	$(BIN)/python -m scott.recipe.embedded --out runs/embedded --config recipes/embedded.toml --resume --export $(MODEL)
 
 serve: $(STAMP) $(MODEL)/model_index.json
 	$(BIN)/scott serve --model $(MODEL) --host $(HOST) --port $(PORT)
