@@ -124,10 +124,12 @@ def exclusive(lock_path: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Ite
         yield
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: dict[str, Any], sort_keys: bool = False) -> Path:
+    """Write JSON so readers never see half a file: a per-process temp file, then an atomic rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=sort_keys))
     os.replace(tmp, path)
+    return path
 
 
 class EngineCache:
@@ -211,7 +213,7 @@ class EngineCache:
             finally:
                 tmp.unlink(missing_ok=True)
             # The sidecar goes last: a plan without one is never loaded.
-            _write_json_atomic(
+            write_json_atomic(
                 sidecar,
                 {
                     "format": SIDECAR_FORMAT,
@@ -222,5 +224,6 @@ class EngineCache:
                     "build_seconds": round(time.time() - started, 3),
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
+                sort_keys=True,
             )
             return plan

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.engine_cache import exclusive, onnx_sha256
+from engines.engine_cache import exclusive, onnx_sha256, write_json_atomic
 from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, ModelDims, NetworkSpec, network_specs
 from scott.models import SUBFOLDERS, ModelBundle, load_model
 from scott.pipeline import ModelInfo
@@ -292,9 +292,7 @@ def export_onnx(
         "networks": networks,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / MANIFEST)
+    write_json_atomic(out / MANIFEST, manifest)
     return manifest
 
 

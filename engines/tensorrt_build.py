@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256
+from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256, write_json_atomic
 from engines.onnx_export import OnnxExport, model_fingerprint, resolve_onnx_dir
 from engines.shapes import NETWORKS, ModelDims, Profile, build_profiles
 from scott.pipeline import ModelInfo
@@ -85,11 +85,7 @@ class EngineSet:
                 for network, (plan, key, profile) in self.engines.items()
             },
         }
-        path = self.root / INDEX
-        tmp = path.with_name(f".{INDEX}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(self.root / INDEX, payload)
 
     @classmethod
     def read(cls, root: str | Path) -> EngineSet:
