@@ -3,6 +3,11 @@
 The one owner of queue state (text-generation-inference style): routes submit and cancel Jobs, the
 worker takes batches. A batch holds images of one batch_key, up to max_batch_size, collected for at
 most max_wait_s after its oldest job arrived. A job may span several batches when it does not fit.
+
+Waiting for company pays only under concurrency, so it is adaptive: after a batch of one request the
+next batch starts as soon as a job is queued (a lone client never pays max_wait_s); after a batch of
+several requests, the batcher waits up to max_wait_s again (closed-loop clients that just got their images
+come back within a few ms, and waiting gathers them into one batch instead of a 1 + N-1 split).
 Cancelled and expired jobs are dropped before they reach a batch, so they never cost compute.
 """
 
@@ -125,6 +130,7 @@ class Batcher:
         self._jobs: deque[Job] = deque()
         self._queued = 0  # images in self._jobs not yet taken
         self._closed = False
+        self._last_batch_jobs = 0  # requests in the last batch; 0 or 1: no sign of concurrency, so no waiting
         self._cond = threading.Condition()
 
     @property
@@ -172,7 +178,7 @@ class Batcher:
                 wait: float | None = None
                 if self._jobs:
                     head = self._jobs[0]
-                    due = head.arrived + self.max_wait_s
+                    due = head.arrived + (self.max_wait_s if self._last_batch_jobs > 1 else 0.0)
                     if self._closed or now >= due or self._available(head.key) >= self.max_batch_size:
                         return self._take(head.key, now)
                     wait = due - now
@@ -204,6 +210,7 @@ class Batcher:
                 self._jobs.remove(job)
             if len(batch) == self.max_batch_size:
                 break
+        self._last_batch_jobs = len({id(job) for job, _ in batch})
         return batch
 
     def _remove(self, job: Job, reason: str) -> None:

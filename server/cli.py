@@ -44,7 +44,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="[env SCOTT_HOST, default 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="[env SCOTT_PORT, default 8000]")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="images per UNet batch; 1 turns batching off")] = None,
-    max_wait_ms: Annotated[float | None, typer.Option(help="how long a batch waits for company")] = None,
+    max_wait_ms: Annotated[float | None, typer.Option(help="batch wait for company, under concurrency")] = None,
     max_queue: Annotated[int | None, typer.Option(help="images admitted before 429")] = None,
     request_timeout_s: Annotated[float | None, typer.Option(help="deadline per request, then 504")] = None,
     log_level: Annotated[str | None, typer.Option(help="uvicorn log level")] = None,

@@ -23,7 +23,7 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_batch_size: int = Field(8, ge=1, le=256, description="images per UNet batch")
-    max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0, description="how long a batch waits after its first job")
+    max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0, description="batch wait for company, under concurrency")
     max_queue: int = Field(64, ge=1, description="images admitted but not yet running; more get 429")
     request_timeout_s: float = Field(30.0, gt=0.0, description="deadline of every request; past it, 504")
     max_body_bytes: int = Field(64 * 1024, ge=1024)

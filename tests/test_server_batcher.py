@@ -42,8 +42,25 @@ def test_batches_fill_to_max_batch_size_in_arrival_order() -> None:
     assert batcher.next_batch(timeout=0.01) == []
 
 
-def test_a_lone_job_waits_max_wait_after_its_arrival_then_runs_alone() -> None:
+def test_a_lone_job_on_an_idle_batcher_runs_at_once() -> None:
+    batcher = Batcher(max_batch_size=8, max_wait_s=10.0, max_queue=64)
+    lone = job()
+    batcher.submit(lone)
+    start = time.monotonic()
+    assert batcher.next_batch() == [(lone, 0)]
+    assert time.monotonic() - start < 1.0  # not the 10 s max_wait
+
+
+def with_company(batcher: Batcher) -> None:
+    """Run one batch of two requests: the sign of concurrency that makes the batcher wait again."""
+    batcher.submit(job(seed=100))
+    batcher.submit(job(seed=101))
+    assert len(batcher.next_batch()) == 2
+
+
+def test_after_a_batch_with_company_a_lone_job_waits_max_wait_then_runs_alone() -> None:
     batcher = Batcher(max_batch_size=8, max_wait_s=0.15, max_queue=64)
+    with_company(batcher)
     lone = job()
     batcher.submit(lone)
     start = time.monotonic()
@@ -51,6 +68,21 @@ def test_a_lone_job_waits_max_wait_after_its_arrival_then_runs_alone() -> None:
     waited = time.monotonic() - start
     assert batch == [(lone, 0)]
     assert 0.1 <= waited < 1.0
+    # That batch had one request: the next lone job no longer waits.
+    again = job(seed=1)
+    batcher.submit(again)
+    start = time.monotonic()
+    assert batcher.next_batch() == [(again, 0)]
+    assert time.monotonic() - start < 0.1
+
+
+def test_one_request_of_many_images_is_not_company() -> None:
+    batcher = Batcher(max_batch_size=8, max_wait_s=10.0, max_queue=64)
+    for seed in (0, 10):
+        batcher.submit(job(n=4, seed=seed))
+        start = time.monotonic()
+        assert len(batcher.next_batch()) == 4
+        assert time.monotonic() - start < 1.0
 
 
 def test_a_full_batch_does_not_wait() -> None:
@@ -64,6 +96,7 @@ def test_a_full_batch_does_not_wait() -> None:
 
 def test_late_arrivals_join_the_waiting_batch() -> None:
     batcher = Batcher(max_batch_size=8, max_wait_s=0.3, max_queue=64)
+    with_company(batcher)
     first = job(seed=0)
     batcher.submit(first)
     late = job(seed=1)
