@@ -1,21 +1,31 @@
-"""The app factory: routes, error format, middleware, and a lifespan that loads, warms up and drains the model."""
+"""The app factory (routes, error format, middleware, a lifespan that loads and warms up the model) and
+the uvicorn server that runs it in production, draining the service on SIGTERM before it stops listening."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import math
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
 from scott.pipeline import TextToImagePipeline
-from server import api, health, openai_api
+from server import api, health, openai_api, playground
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
 from server.middleware import BodySizeLimit, JsonBodies, RequestTimer
 from server.service import GenerationService
 from server.settings import ServerSettings
+
+log = logging.getLogger("uvicorn.error")  # uvicorn's own lifecycle messages go there too
 
 
 def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipeline | None = None) -> FastAPI:
@@ -45,7 +55,66 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     app.include_router(api.router)
     app.include_router(openai_api.router)
     app.include_router(health.router)
+    app.include_router(playground.router)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
     app.add_middleware(RequestTimer, observe=metrics.observe_request, paths=ENDPOINTS)  # outermost: sees 413s too
     return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, except that the first SIGTERM or SIGINT drains the service before the listener closes.
+
+    uvicorn alone stops accepting connections at once, and re-raises the signal after its shutdown, so
+    the process dies by it. Here the first signal starts GenerationService.drain (readiness fails; requests
+    are served for drain_seconds, then refused with 503 while the admitted ones finish); then uvicorn's
+    own shutdown closes the listener, waits for responses in flight, runs the lifespan shutdown, and the
+    process exits 0. A second signal is uvicorn's: stop now (SIGINT twice: force).
+    """
+
+    def __init__(self, config: uvicorn.Config, service: GenerationService) -> None:
+        super().__init__(config)
+        self.service = service
+        self.drain_requested = False
+        self._drain: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain_requested or self.should_exit:
+            super().handle_exit(sig, frame)
+        else:  # a signal handler only sets a flag; on_tick starts the drain on the event loop
+            self.drain_requested = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_requested and self._drain is None:
+            log.info("shutdown requested: draining (a second signal stops at once)")
+            self._drain = asyncio.create_task(self._drain_then_exit())
+        return await super().on_tick(counter)
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self.service.drain()
+        finally:
+            self.should_exit = True
+
+
+def build_server(app: FastAPI) -> DrainingServer:
+    """The uvicorn server for an app from create_app, listening where its settings say."""
+    settings: ServerSettings = app.state.settings
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # after the drain only responses being written remain; a second signal skips the drain and waits here
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
+    )
+    return DrainingServer(config, app.state.service)
+
+
+def serve(settings: ServerSettings) -> None:
+    """Serve on settings.host:settings.port in this process until SIGTERM or SIGINT (`scott serve`)."""
+    server = build_server(create_app(settings))
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl+C, re-raised by uvicorn
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

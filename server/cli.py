@@ -49,10 +49,8 @@ def serve(
     request_timeout_s: Annotated[float | None, typer.Option(help="deadline per request, then 504")] = None,
     log_level: Annotated[str | None, typer.Option(help="uvicorn log level")] = None,
 ) -> None:
-    """Serve a model over HTTP: POST /generate, the OpenAI Images API, /metrics, health checks."""
-    import uvicorn
-
-    from server.app import create_app
+    """Serve a model over HTTP: POST /generate, the OpenAI Images API, /metrics, health checks, a playground at /."""
+    from server.app import serve as run_server
     from server.settings import ServerSettings
 
     settings = ServerSettings(
@@ -69,13 +67,7 @@ def serve(
             log_level=log_level,
         )
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s),
-    )
+    run_server(settings)
 
 
 @app.command()

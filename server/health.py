@@ -26,6 +26,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
+    """200 once loaded and warmed up; 503 while loading, and from SIGTERM on ("draining", then "stopping")."""
     service = _service(request)
     body: dict[str, str | None] = {"status": service.state, "model": service.settings.served_model_name}
     if service.load_error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from server.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
-State = Literal["loading", "ready", "failed", "stopping"]
+# loading -> ready -> draining (readiness fails, requests still served) -> stopping (new requests get 503).
+State = Literal["loading", "ready", "failed", "draining", "stopping"]
 
 
 class ClientGone(Exception):
@@ -53,6 +55,8 @@ class GenerationService:
         self.worker: InferenceWorker | None = None
         self.state: State = "loading"
         self.load_error: str | None = None
+        self._state_lock = threading.Lock()  # the loader thread and shutdown race to change state
+        self._inflight = 0  # requests inside run(); only touched on the event loop
         self._encoder = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="scott-encode")
         metrics.track_queue_depth(lambda: self.batcher.depth)
 
@@ -73,23 +77,56 @@ class GenerationService:
                     self.pipeline.generate([self._warmup_request(self.pipeline.info)] * batch)
         except Exception as exc:
             log.exception("model failed to load")
-            self.load_error, self.state = f"{type(exc).__name__}: {exc}", "failed"
+            with self._state_lock:
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                if self.state == "loading":
+                    self.state = "failed"
             return
-        if self.batcher.closed:  # shut down while loading
-            return
-        self.worker = InferenceWorker(self.pipeline.generate, self.batcher, self.metrics.observe_batch)
-        self.worker.start()
-        self.state = "ready"
-        self.metrics.ready.set(1)
+        with self._state_lock:
+            if self.state != "loading":  # shut down while loading
+                return
+            self.worker = InferenceWorker(self.pipeline.generate, self.batcher, self.metrics.observe_batch)
+            self.worker.start()
+            self.state = "ready"
+            self.metrics.ready.set(1)
         log.info("model %s ready on %s", self.settings.served_model_name, self.pipeline.backend.device)
+
+    async def drain(self) -> None:
+        """Graceful shutdown while the listener is still open (on SIGTERM, before the server stops accepting).
+
+        Readiness fails at once, but requests are still served for drain_seconds: a load balancer keeps
+        routing here until it has seen the failing probe. Then new requests get 503 and the ones already
+        admitted run to completion (up to drain_timeout_s).
+        """
+        with self._state_lock:
+            serving = self.state == "ready"
+            if serving:
+                self.state = "draining"
+            elif self.state == "loading":
+                self.state = "stopping"  # nothing admitted yet; never becomes ready
+            self.metrics.ready.set(0)
+        if serving and self.settings.drain_seconds > 0:
+            log.info("draining: readiness fails, still serving for %.1fs", self.settings.drain_seconds)
+            await asyncio.sleep(self.settings.drain_seconds)
+        self._stop_admitting()
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.drain_timeout_s
+        while self._inflight and loop.time() < give_up:
+            await asyncio.sleep(0.01)
+        if self._inflight:
+            log.warning("%d requests still running after %.1fs", self._inflight, self.settings.drain_timeout_s)
+
+    def _stop_admitting(self) -> None:
+        with self._state_lock:
+            if self.state != "failed":
+                self.state = "stopping"
+            self.metrics.ready.set(0)
+        self.batcher.close()  # the worker runs what is queued, without waiting for company, then exits
 
     def stop(self) -> None:
         """Refuse new requests, finish the queued ones (up to drain_timeout_s), stop the worker."""
-        self.state = "stopping"
-        self.metrics.ready.set(0)
-        if self.worker is None:
-            self.batcher.close()
-        elif not self.worker.stop(self.settings.drain_timeout_s):
+        self._stop_admitting()
+        if self.worker is not None and not self.worker.stop(self.settings.drain_timeout_s):
             log.warning("inference worker still busy after %.1fs; exiting anyway", self.settings.drain_timeout_s)
         self._encoder.shutdown(wait=True, cancel_futures=True)
 
@@ -103,10 +140,10 @@ class GenerationService:
     # -- requests ---------------------------------------------------------------------------------
 
     def require_ready(self) -> ModelInfo:
-        if self.state == "ready" and self.pipeline is not None:
+        if self.state in ("ready", "draining") and self.pipeline is not None:
             return self.pipeline.info
         if self.state == "stopping":
-            raise ApiError(503, "shutting_down", "the server is shutting down", reason="shutting_down")
+            raise _shutting_down()
         detail = f": {self.load_error}" if self.load_error else "; retry shortly"
         raise ApiError(
             503, "not_ready", f"the model is {self.state}{detail}", headers={"Retry-After": "1"}, reason="not_ready"
@@ -114,6 +151,13 @@ class GenerationService:
 
     async def run(self, images: list[ImageRequest], timeout_s: float | None, request: Request) -> Generation:
         """Queue the images as one job, wait for them (bounded by the deadline and the client), encode PNGs."""
+        self._inflight += 1  # shutdown waits for this to reach 0 before the listener closes
+        try:
+            return await self._run(images, timeout_s, request)
+        finally:
+            self._inflight -= 1
+
+    async def _run(self, images: list[ImageRequest], timeout_s: float | None, request: Request) -> Generation:
         limit = (
             self.settings.request_timeout_s if timeout_s is None else min(timeout_s, self.settings.request_timeout_s)
         )
@@ -126,7 +170,7 @@ class GenerationService:
                 429, "queue_full", f"server at capacity: {exc}", headers=headers, reason="queue_full"
             ) from exc
         except QueueClosed as exc:
-            raise ApiError(503, "shutting_down", str(exc), reason="shutting_down") from exc
+            raise _shutting_down() from exc
         result = await self._wait(job, limit, request)
         self.metrics.queue_wait.observe(result.queue_s)
         start = time.perf_counter()
@@ -167,6 +211,12 @@ class GenerationService:
         per_batch = self.worker.batch_seconds if self.worker else 0.0
         batches = math.ceil(self.batcher.depth / self.settings.max_batch_size) + 1
         return int(min(60, max(1, math.ceil(batches * per_batch))))
+
+
+def _shutting_down() -> ApiError:
+    # Retry-After: another replica (or this one, restarted) can take the request at once.
+    message = "the server is shutting down: it finishes the requests it has and takes no new ones; retry shortly"
+    return ApiError(503, "shutting_down", message, headers={"Retry-After": "1"}, reason="shutting_down")
 
 
 async def _disconnected(request: Request) -> None:

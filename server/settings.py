@@ -29,7 +29,12 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     encode_threads: int = Field(2, ge=1, le=64, description="threads that PNG-encode, off the inference thread")
     warmup: bool = True
-    drain_timeout_s: float = Field(30.0, ge=0.0, description="how long shutdown waits for queued jobs")
+    # Shutdown on SIGTERM: readiness fails at once, requests are still served for drain_seconds (so a load
+    # balancer can stop routing here), then new requests get 503 and in-flight ones finish, up to drain_timeout_s.
+    drain_seconds: float = Field(
+        0.0, ge=0.0, le=600.0, description="after SIGTERM, keep serving this long with readiness failing"
+    )
+    drain_timeout_s: float = Field(30.0, ge=0.0, description="how long shutdown waits for in-flight requests")
     log_level: str = "info"
 
     @model_validator(mode="after")

@@ -1,0 +1,64 @@
+"""The browser playground: GET / serves one self-contained page; GET /info gives it the model's sizes and defaults.
+
+The page calls the public API (POST /generate) like any client, so it shows exactly what a client gets.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from scott.pipeline import MAX_STEPS
+from server.schemas import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, ErrorResponse
+from server.service import GenerationService
+
+router = APIRouter()
+
+
+class ModelSummary(BaseModel):
+    """What a client needs to build a valid request: sizes, defaults and limits."""
+
+    model: str
+    sizes: list[int]  # allowed widths and heights (each side independently)
+    default_size: int
+    default_steps: int
+    max_steps: int
+    default_guidance_scale: float
+    max_guidance_scale: float
+    default_gamma: float
+    max_images: int
+    max_prompt_chars: int
+
+
+@cache
+def _page() -> str:
+    return (files("server") / "static" / "playground.html").read_text(encoding="utf-8")
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def playground() -> HTMLResponse:
+    # no-store: the page is tiny, and a stale copy after an upgrade would call the API wrongly
+    return HTMLResponse(_page(), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/info", response_model=ModelSummary, responses={503: {"model": ErrorResponse}})
+async def info(request: Request) -> ModelSummary:
+    """The served model's sizes, defaults and limits; 503 until it is loaded."""
+    service: GenerationService = request.app.state.service
+    model = service.require_ready()
+    return ModelSummary(
+        model=service.settings.served_model_name,
+        sizes=[side for side in range(model.min_size, model.max_size + 1) if side % model.size_multiple == 0],
+        default_size=model.default_size,
+        default_steps=model.default_steps,
+        max_steps=MAX_STEPS,
+        default_guidance_scale=model.default_guidance_scale,
+        max_guidance_scale=MAX_GUIDANCE,
+        default_gamma=model.default_gamma,
+        max_images=MAX_IMAGES,
+        max_prompt_chars=MAX_PROMPT_CHARS,
+    )
