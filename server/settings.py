@@ -31,6 +31,7 @@ class ServerSettings(BaseSettings):
     warmup: bool = True
     # Shutdown on SIGTERM: readiness fails at once, requests are still served for drain_seconds (so a load
     # balancer can stop routing here), then new requests get 503 and in-flight ones finish, up to drain_timeout_s.
+    # An orchestrator's grace period (Kubernetes terminationGracePeriodSeconds) should exceed the sum of the two.
     drain_seconds: float = Field(
         0.0, ge=0.0, le=600.0, description="after SIGTERM, keep serving this long with readiness failing"
     )
