@@ -1,0 +1,245 @@
+"""Quality benchmark: the SCott paper's comparison in miniature, on one teacher with one distillation budget.
+
+    .venv/bin/python benchmarks/quality.py --teacher runs/embedded/teacher/model [--data procedural:10000]
+        [--work runs/quality] [--only cd,scott] [--budget-steps N] [--prompts 50] [--n-per-prompt 10]
+        [--eval-seeds 2] [--json FILE] [--grid FILE]
+
+Rows: the teacher (DDIM with classifier-free guidance) at 1/2/4/25 steps; vanilla CD (eta = 0, lambda_adv = 0)
+and SCott (the base config, configs/distill/tiny.yaml) at 1/2/4 steps through the serving pipeline; and an
+ablation over eta, h and lambda_adv. Every student is distilled from the same teacher on the same data with the
+same budget (steps, batch, seed): only the named knob differs. Metrics (scott.eval, on held-out prompts): FID in
+the attribute classifier's feature space, prompt accuracy, precision / recall / density / coverage; with several
+--eval-seeds each is mean ± std over sampling seed sets. Then SCott's % FID improvement over CD per step count
+against the issue's targets, a JSON file and a grid PNG (rows = held-out prompts, listed in a .txt beside it).
+
+Resumable: each variant trains in its own folder under --work and is skipped once complete (an interrupted one is
+resumed by the distiller from its last checkpoint); each evaluated row is cached under <work>/eval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+import torch  # noqa: E402
+from quality_eval import EvalSettings, evaluate_row, teacher_generate_fn, write_grid  # noqa: E402
+from quality_report import improvements, print_report  # noqa: E402
+from quality_variants import DistillRun, Variant, build_variants, dir_stamp, distill_variant, knob_values  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+DEFAULT_BASE = ROOT / "configs" / "distill" / "tiny.yaml"
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _option_value(text: str) -> Any:
+    """A number, boolean or null as JSON reads it (JSON takes 1e-4, YAML 1.1 would not), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", type=Path, required=True, help="diffusers folder, UNet without a guidance embedding")
+    p.add_argument("--data", default="procedural:10000", help="distillation data spec (overrides the base config's)")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "quality", help="one folder per variant + eval cache")
+    p.add_argument("--base-config", type=Path, default=DEFAULT_BASE, help="SCott's DistillConfig file")
+    p.add_argument("--only", default=None, help="comma list of variants (cd, scott, eta0, eta0.6, h1, adv0, ...)")
+    p.add_argument("--budget-steps", type=int, default=None, help="distillation steps of every variant")
+    p.add_argument("--distill-option", action="append", default=[], metavar="KEY=VALUE", help="for every variant")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the base config's cpu_threads)")
+    p.add_argument("--ablate-eta", type=_floats, default=[0.0, 0.3, 0.6])
+    p.add_argument("--ablate-h", type=_ints, default=[1, 3])
+    p.add_argument("--ablate-adv", type=_floats, default=[0.0, 0.4])
+    p.add_argument("--no-ablation", action="store_true", help="only vanilla CD and SCott")
+    p.add_argument("--steps", type=_ints, default=[1, 2, 4], help="student sampling steps")
+    p.add_argument("--teacher-steps", type=_ints, default=[1, 2, 4, 25], help="teacher DDIM steps ('' for none)")
+    p.add_argument("--guidance", type=float, default=8.0, help="w of every sampler (the distilled models' default)")
+    p.add_argument("--teacher-guidance", type=float, default=None, help="the teacher's CFG scale (default: --guidance)")
+    p.add_argument("--gamma", type=float, default=None, help="student sampler gamma (default: the model's)")
+    p.add_argument("--prompts", type=int, default=50, help="held-out prompts")
+    p.add_argument("--n-per-prompt", type=int, default=10)
+    p.add_argument("--eval-seeds", type=int, default=2, help="sampling seed sets: >1 gives mean ± std")
+    p.add_argument("--eval-batch", type=int, default=64)
+    p.add_argument("--classifier", type=Path, default=None, help="default: models/classifier")
+    p.add_argument("--json", type=Path, default=None, help="default: <work>/quality.json")
+    p.add_argument("--grid", type=Path, default=None, help="default: <work>/grid.png (+ grid.txt)")
+    p.add_argument("--grid-prompts", type=int, default=6)
+    p.add_argument("--grid-scale", type=int, default=2, help="nearest-neighbour upscale of each cell")
+    p.add_argument("--grid-seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no distillation progress bars")
+    return p
+
+
+def _distill_run(args: argparse.Namespace) -> DistillRun:
+    from scott.distill.config import load_config, read_config_file
+
+    base = read_config_file(args.base_config)
+    base.pop("data", None)  # the data is --data, the same for every variant
+    for option in args.distill_option:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise SystemExit(f"--distill-option needs KEY=VALUE, got {option!r}")
+        base[key.strip().replace("-", "_")] = _option_value(value)
+    if args.budget_steps is not None:
+        base["steps"] = args.budget_steps
+    if args.threads is not None:
+        base["cpu_threads"] = args.threads
+    # Validate once, and pin every default the base leaves open (a later change of a default must not reuse folders).
+    pinned = load_config(None, **base).to_dict()
+    pinned = {k: v for k, v in pinned.items() if k not in ("teacher", "out", "work_dir", "data", "extras")}
+    return DistillRun(teacher=args.teacher, data=args.data, work=args.work, base=pinned, progress=not args.no_progress)
+
+
+def _select(variants: list[Variant], only: str | None, ablation: bool) -> list[Variant]:
+    if only is None:
+        return variants if ablation else [v for v in variants if v.name in ("cd", "scott")]
+    wanted = [x.strip() for x in only.split(",") if x.strip()]
+    known = {v.name: v for v in variants}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(known)}")
+    return [v for v in variants if v.name in wanted]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets whole tables, not 80 columns
+    run = _distill_run(args)
+    ablation = {} if args.no_ablation else {"eta": args.ablate_eta, "h": args.ablate_h, "adv": args.ablate_adv}
+    variants = _select(build_variants(run.base, ablation), args.only, not args.no_ablation)
+    threads = int(run.base.get("cpu_threads") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+    from engines import load_pipeline
+    from scott.eval.classifier import load_classifier
+    from scott.eval.floor import real_vs_real
+    from scott.eval.generators import pipeline_generate_fn
+    from scott.eval.prompts import eval_prompts
+    from scott.models import load_model
+
+    teacher = load_model(args.teacher)
+    if teacher.has_guidance_embedding:
+        raise SystemExit(f"{args.teacher} has a guidance embedding: that is a distilled model, not a CFG teacher")
+    classifier = load_classifier(args.classifier)
+    prompts = eval_prompts(args.prompts, "heldout")
+    settings = EvalSettings(tuple(prompts), args.n_per_prompt, args.eval_seeds, args.eval_batch)
+    cache = args.work / "eval"
+    teacher_w = args.guidance if args.teacher_guidance is None else args.teacher_guidance
+    floor = real_vs_real(classifier, prompts, args.n_per_prompt)
+
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        how = "cached" if row["cached"] else "evaluated"
+        console.print(
+            f"[quality] {row['label']} @ {row['steps']} steps ({how}): FID {row['mean']['fid']:.2f}, "
+            f"prompt acc {row['mean']['prompt_accuracy']:.3f}, recall {row['mean']['recall']:.3f}, "
+            f"coverage {row['mean']['coverage']:.3f}",
+            markup=False,
+        )
+
+    teacher_stamp = dir_stamp(args.teacher.resolve())
+    for steps in args.teacher_steps:
+        params = {"sampler": "ddim", "steps": steps, "guidance": teacher_w}
+        fn = teacher_generate_fn(teacher, steps, teacher_w)
+        result = evaluate_row(f"teacher@{steps}", fn, settings, classifier, cache, teacher_stamp, params)
+        add({**result, "model": "teacher", "label": f"teacher DDIM, CFG {teacher_w:g}", "steps": steps})
+
+    pipelines, distilled = {}, []
+    for variant in variants:
+        done = distill_variant(run, variant)
+        distilled.append(done)
+        pipeline = pipelines[variant.name] = load_pipeline(done.model_dir, "torch", "cpu")
+        gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
+        stamp = dir_stamp(done.model_dir)
+        for steps in args.steps:
+            params = {"sampler": "consistency", "steps": steps, "guidance": args.guidance, "gamma": gamma}
+            fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
+            result = evaluate_row(f"{variant.name}@{steps}", fn, settings, classifier, cache, stamp, params)
+            knobs = knob_values(run.base, variant)
+            add({**result, "model": variant.name, "label": variant.label, "steps": steps, "knobs": knobs})
+
+    grid_path = args.grid or args.work / "grid.png"
+    columns = _grid_columns(args, teacher, teacher_w, pipelines, pipeline_generate_fn)
+    if columns and args.grid_prompts > 0:
+        write_grid(grid_path, columns, prompts[: args.grid_prompts], args.grid_seed, args.grid_scale)
+        console.print(f"[quality] grid: {grid_path} (prompts in {grid_path.with_suffix('.txt')})", markup=False)
+
+    gains = improvements(rows)
+    print_report(console, rows, floor, gains)
+    report = {
+        "settings": {
+            "teacher": str(args.teacher),
+            "data": args.data,
+            "distill_base": run.base,
+            "guidance": args.guidance,
+            "teacher_guidance": teacher_w,
+            "gamma": args.gamma,
+            "eval": {"prompts": len(prompts), "n_per_prompt": args.n_per_prompt, "seed_sets": args.eval_seeds},
+        },
+        "floor": floor,
+        "variants": {
+            d.variant.name: {
+                "label": d.variant.label,
+                "overrides": d.variant.overrides,
+                "knobs": knob_values(run.base, d.variant),
+                "status": d.status,
+                "steps": d.steps,
+                "seconds_per_step": d.seconds_per_step,
+                "distill_seconds": d.distill_seconds,
+                "model_dir": str(d.model_dir),
+            }
+            for d in distilled
+        },
+        "rows": rows,
+        "improvements": gains,
+        "grid": str(grid_path) if columns else None,
+    }
+    json_path = args.json or args.work / "quality.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(_dumps(report) + "\n")
+    console.print(f"[quality] JSON: {json_path}", markup=False)
+    return report
+
+
+def _grid_columns(args, teacher, teacher_w, pipelines, pipeline_generate_fn) -> list[tuple[str, Any]]:
+    """teacher at its most steps, CD at its fewest, SCott at every step count (CD's if SCott was not run)."""
+    columns: list[tuple[str, Any]] = []
+    if args.teacher_steps:
+        top = max(args.teacher_steps)
+        columns.append((f"teacher DDIM {top}", teacher_generate_fn(teacher, top, teacher_w)))
+    gamma = args.gamma
+    main = "scott" if "scott" in pipelines else ("cd" if "cd" in pipelines else None)
+    if main == "scott" and "cd" in pipelines:
+        low = min(args.steps)
+        columns.append((f"CD {low}", pipeline_generate_fn(pipelines["cd"], low, args.guidance, gamma)))
+    if main is not None:
+        for steps in args.steps:
+            fn = pipeline_generate_fn(pipelines[main], steps, args.guidance, gamma)
+            columns.append((f"{'SCott' if main == 'scott' else 'CD'} {steps}", fn))
+    return columns
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""benchmarks/quality.py end to end on a tiny random teacher: two real distillations (CD and SCott, 2 steps), every
+row and metric in the JSON, the grid's size, and a second run that skips the finished variants and cached rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from diffusers import UNet2DConditionModel
+from PIL import Image
+
+from scott.models import build_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
+
+
+def _load(name: str):
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+quality = _load("quality")  # puts benchmarks/ on sys.path, so its helpers import as top-level modules
+quality_variants = sys.modules["quality_variants"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """The tiny preset with its UNet's guidance embedding removed: a CFG teacher, as the recipe trains one."""
+    bundle = build_model("tiny", seed=0)
+    config = {**bundle.unet.config, "time_cond_proj_dim": None}
+    unet = UNet2DConditionModel.from_config(config)
+    state = {k: v for k, v in bundle.unet.state_dict().items() if not k.startswith("time_embedding.cond_proj")}
+    unet.load_state_dict(state)
+    return save_model(dataclasses.replace(bundle, unet=unet), tmp_path_factory.mktemp("teacher") / "tiny")
+
+
+def _argv(teacher: Path, work: Path, *extra: str) -> list[str]:
+    return [
+        "--teacher", str(teacher), "--data", "procedural:8", "--work", str(work), "--only", "cd,scott",
+        "--budget-steps", "2", "--distill-option", "batch_size=4", "--distill-option", "checkpoint_every=0",
+        "--threads", "1", "--prompts", "3", "--n-per-prompt", "2", "--eval-seeds", "2", "--eval-batch", "8",
+        "--grid-prompts", "2", "--grid-scale", "2", "--grid", str(work / "grid.png"), "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_variants_cover_the_ablation_without_duplicates():
+    base = {"eta": 0.3, "substeps": 3, "adv_weight": 0.4, "lr": 1e-4}
+    variants = quality_variants.build_variants(base, {"eta": [0, 0.3, 0.6], "h": [1, 3], "adv": [0, 0.4]})
+    assert [v.name for v in variants] == ["cd", "scott", "eta0", "eta0.6", "h1", "adv0"]
+    assert variants[0].overrides == {"eta": 0.0, "adv_weight": 0.0}
+    assert quality_variants.knob_values(base, variants[4]) == {"eta": 0.3, "h": 1, "adv": 0.4}
+
+
+def test_benchmark_runs_then_resumes(teacher, tmp_path):
+    work = tmp_path / "quality"
+    report = quality.main(_argv(teacher, work))
+
+    expected = {f"teacher@{s}" for s in (1, 2, 4, 25)} | {f"{m}@{s}" for m in ("cd", "scott") for s in (1, 2, 4)}
+    rows = {r["row"]: r for r in report["rows"]}
+    assert set(rows) == expected
+    for row in rows.values():
+        assert len(row["runs"]) == 2 and not row["cached"]
+        for metric in METRICS:
+            assert math.isfinite(row["mean"][metric]) and math.isfinite(row["std"][metric]), (row["row"], metric)
+        assert row["mean"]["n_images"] == 6
+    assert rows["cd@1"]["knobs"] == {"eta": 0.0, "h": 3, "adv": 0.0}
+    assert rows["scott@1"]["knobs"] == {"eta": 0.3, "h": 3, "adv": 0.4}
+    # students are really distilled and different: CD trained without a discriminator, SCott with one
+    assert {v["status"] for v in report["variants"].values()} == {"trained"}
+    for name in ("cd", "scott"):
+        summary = json.loads((work / name / "train" / "rank-0.json").read_text())
+        assert summary["steps"] == 2
+    assert "loss_d" in (work / "scott" / "train" / "log.jsonl").read_text()
+    assert set(report["improvements"]) == {"1", "2", "4"}
+    assert all(math.isfinite(g["fid_improvement_pct"]) for g in report["improvements"].values())
+    assert "fid_target_met" in report["improvements"]["1"] and "fid_target_met" not in report["improvements"]["4"]
+
+    on_disk = json.loads((work / "quality.json").read_text())
+    assert {r["row"] for r in on_disk["rows"]} == expected
+    # 2 prompts x (teacher 25, CD 1, SCott 1/2/4) cells of 64 px, upscaled 2x
+    with Image.open(work / "grid.png") as grid:
+        assert grid.size == (5 * 64 * 2, 2 * 64 * 2)
+    listing = (work / "grid.txt").read_text()
+    assert "teacher DDIM 25 | CD 1 | SCott 1 | SCott 2 | SCott 4" in listing and listing.count("\n") == 5
+
+    # Second run: nothing is retrained or re-evaluated.
+    weights = work / "scott" / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+    before = weights.stat().st_mtime_ns
+    again = quality.main(_argv(teacher, work))
+    assert {v["status"] for v in again["variants"].values()} == {"skipped"}
+    assert all(r["cached"] for r in again["rows"])
+    assert weights.stat().st_mtime_ns == before
+    assert {r["row"]: r["mean"]["fid"] for r in again["rows"]} == {k: r["mean"]["fid"] for k, r in rows.items()}
+
+    # A folder is never reused for another configuration of the same variant.
+    with pytest.raises(RuntimeError, match="another configuration"):
+        quality.main(_argv(teacher, work, "--distill-option", "lr=0.001", "--teacher-steps", ""))
