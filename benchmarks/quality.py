@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,16 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 import torch  # noqa: E402
 from quality_eval import EvalSettings, evaluate_row, teacher_generate_fn, write_grid  # noqa: E402
 from quality_report import improvements, print_report  # noqa: E402
-from quality_variants import DistillRun, Variant, build_variants, dir_stamp, distill_variant, knob_values  # noqa: E402
+from quality_variants import (  # noqa: E402
+    DistillRun,
+    FolderMismatch,
+    Variant,
+    build_variants,
+    check_folder,
+    dir_stamp,
+    distill_variant,
+    knob_values,
+)
 from rich.console import Console  # noqa: E402
 
 DEFAULT_BASE = ROOT / "configs" / "distill" / "tiny.yaml"
@@ -61,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma list of variants (cd, scott, eta0, eta0.6, h1, adv0, ...)")
     p.add_argument("--budget-steps", type=int, default=None, help="distillation steps of every variant")
     p.add_argument("--distill-option", action="append", default=[], metavar="KEY=VALUE", help="for every variant")
+    p.add_argument("--jobs", type=int, default=1, help="distillations side by side (1 torch thread each fits 2 cores)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the base config's cpu_threads)")
     p.add_argument("--ablate-eta", type=_floats, default=[0.0, 0.3, 0.6])
     p.add_argument("--ablate-h", type=_ints, default=[1, 3])
@@ -122,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run = _distill_run(args)
     ablation = {} if args.no_ablation else {"eta": args.ablate_eta, "h": args.ablate_h, "adv": args.ablate_adv}
     variants = _select(build_variants(run.base, ablation), args.only, not args.no_ablation)
+    for variant in variants:  # refuse a folder made for another run before any training starts
+        check_folder(run, variant)
     threads = int(run.base.get("cpu_threads") or 0)
     if threads > 0:
         torch.set_num_threads(threads)
@@ -162,19 +175,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = evaluate_row(f"teacher@{steps}", fn, settings, classifier, cache, teacher_stamp, params)
         add({**result, "model": "teacher", "label": f"teacher DDIM, CFG {teacher_w:g}", "steps": steps})
 
-    pipelines, distilled = {}, []
-    for variant in variants:
-        done = distill_variant(run, variant)
-        distilled.append(done)
-        pipeline = pipelines[variant.name] = load_pipeline(done.model_dir, "torch", "cpu")
-        gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
-        stamp = dir_stamp(done.model_dir)
-        for steps in args.steps:
-            params = {"sampler": "consistency", "steps": steps, "guidance": args.guidance, "gamma": gamma}
-            fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
-            result = evaluate_row(f"{variant.name}@{steps}", fn, settings, classifier, cache, stamp, params)
-            knobs = knob_values(run.base, variant)
-            add({**result, "model": variant.name, "label": variant.label, "steps": steps, "knobs": knobs})
+    pipelines, distilled = {}, {}
+    # Distillations run --jobs at a time as subprocesses; each student is evaluated here as soon as it is done.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(distill_variant, run, v, args.jobs > 1) for v in variants]
+        try:
+            for future in as_completed(futures):
+                done = future.result()
+                variant = done.variant
+                distilled[variant.name] = done
+                pipeline = pipelines[variant.name] = load_pipeline(done.model_dir, "torch", "cpu")
+                gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
+                stamp = dir_stamp(done.model_dir)
+                for steps in args.steps:
+                    params = {"sampler": "consistency", "steps": steps, "guidance": args.guidance, "gamma": gamma}
+                    fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
+                    result = evaluate_row(f"{variant.name}@{steps}", fn, settings, classifier, cache, stamp, params)
+                    knobs = knob_values(run.base, variant)
+                    add({**result, "model": variant.name, "label": variant.label, "steps": steps, "knobs": knobs})
+        except BaseException:
+            for future in futures:
+                future.cancel()  # the running ones finish (and stay resumable); the queued ones never start
+            raise
+    order = {v.name: i for i, v in enumerate(variants)}
+    rows.sort(key=lambda r: (-1 if r["model"] == "teacher" else order[r["model"]], r["steps"]))
 
     grid_path = args.grid or args.work / "grid.png"
     columns = _grid_columns(args, teacher, teacher_w, pipelines, pipeline_generate_fn)
@@ -206,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "distill_seconds": d.distill_seconds,
                 "model_dir": str(d.model_dir),
             }
-            for d in distilled
+            for d in sorted(distilled.values(), key=lambda d: order[d.variant.name])
         },
         "rows": rows,
         "improvements": gains,
@@ -242,4 +266,7 @@ def _dumps(obj: Any) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FolderMismatch as err:
+        sys.exit(f"quality benchmark: {err}")

@@ -33,6 +33,10 @@ _BOOKKEEPING = {"steps", "cpu_threads", "progress", "checkpoint_every", "log_eve
 KNOBS = {"eta": ("eta", "η"), "h": ("substeps", "h"), "adv": ("adv_weight", "λ_adv")}
 
 
+class FolderMismatch(RuntimeError):
+    """A variant folder holds a run that this invocation must not reuse or extend."""
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str  # folder name and --only id
@@ -134,13 +138,13 @@ def check_folder(run: DistillRun, variant: Variant) -> str:
     folder, steps = run.folder(variant), int(run.base["steps"])
     marker = read_marker(folder)
     if marker is not None and marker["identity"] != run.identity(variant):
-        raise RuntimeError(
+        raise FolderMismatch(
             f"{folder} was trained for another configuration (teacher, data or config differ; see its variant.json); "
             "delete it or pass another --work"
         )
     trained = max(_newest_checkpoint(folder / "train"), marker["steps"] if marker and marker["complete"] else 0)
     if trained > steps:
-        raise RuntimeError(f"{folder} holds {trained} steps, more than the {steps} asked for; use another --work")
+        raise FolderMismatch(f"{folder} holds {trained} steps, more than the {steps} asked for; use another --work")
     if marker is not None and marker["complete"] and marker["steps"] == steps:
         return "complete"
     return "extend" if trained else "run"
@@ -162,8 +166,11 @@ def _share_latent_cache(work: Path, train: Path) -> None:
                 shutil.copy2(donor, dest)
 
 
-def distill_variant(run: DistillRun, variant: Variant) -> VariantResult:
-    """Train (or resume, or skip) one variant; the distiller runs as a subprocess, as the recipe runs it."""
+def distill_variant(run: DistillRun, variant: Variant, log_to_file: bool = False) -> VariantResult:
+    """Train (or resume, or skip) one variant; the distiller runs as a subprocess, as the recipe runs it.
+
+    log_to_file: the distiller's output goes to <folder>/distill.log, without a progress bar (for runs side by side).
+    """
     folder = run.folder(variant)
     model, train = folder / "model", folder / "train"
     state = check_folder(run, variant)
@@ -171,7 +178,8 @@ def distill_variant(run: DistillRun, variant: Variant) -> VariantResult:
         folder.mkdir(parents=True, exist_ok=True)
         _write_marker(folder, {"identity": run.identity(variant), "steps": run.base["steps"], "complete": False})
         config_file = folder / "distill-config.json"
-        config_file.write_text(json.dumps(run.config(variant), indent=2) + "\n")
+        config = {**run.config(variant), "progress": run.progress and not log_to_file}
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
         _share_latent_cache(run.work, train)
         command = [
             sys.executable, "-m", "scott.distill", "--teacher", str(run.teacher), "--data", run.data,
@@ -182,11 +190,17 @@ def distill_variant(run: DistillRun, variant: Variant) -> VariantResult:
         if threads > 0:
             env.setdefault("OMP_NUM_THREADS", str(threads))
         print(f"[quality] distill {variant.name} ({state}): {' '.join(command)}", flush=True)
-        subprocess.run(command, check=True, cwd=ROOT, env=env)
+        if log_to_file:
+            with (folder / "distill.log").open("a") as log:
+                subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        else:
+            subprocess.run(command, check=True, cwd=ROOT, env=env)
         summary = json.loads((train / "rank-0.json").read_text())
         if not (model / "model_index.json").is_file() or summary["steps"] != run.base["steps"]:
             raise RuntimeError(f"scott.distill finished without a {run.base['steps']}-step model in {model}")
         _write_marker(folder, {"identity": run.identity(variant), "steps": run.base["steps"], "complete": True})
+    else:
+        print(f"[quality] distill {variant.name}: complete at {run.base['steps']} steps, skipping", flush=True)
     times = _step_times(train)
     return VariantResult(
         variant=variant,

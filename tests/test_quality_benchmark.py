@@ -63,7 +63,7 @@ def test_variants_cover_the_ablation_without_duplicates():
 
 def test_benchmark_runs_then_resumes(teacher, tmp_path):
     work = tmp_path / "quality"
-    report = quality.main(_argv(teacher, work))
+    report = quality.main(_argv(teacher, work, "--jobs", "2"))  # both distillations side by side, logs to files
 
     expected = {f"teacher@{s}" for s in (1, 2, 4, 25)} | {f"{m}@{s}" for m in ("cd", "scott") for s in (1, 2, 4)}
     rows = {r["row"]: r for r in report["rows"]}
@@ -80,6 +80,7 @@ def test_benchmark_runs_then_resumes(teacher, tmp_path):
     for name in ("cd", "scott"):
         summary = json.loads((work / name / "train" / "rank-0.json").read_text())
         assert summary["steps"] == 2
+        assert '"steps": 2' in (work / name / "distill.log").read_text()
     assert "loss_d" in (work / "scott" / "train" / "log.jsonl").read_text()
     assert set(report["improvements"]) == {"1", "2", "4"}
     assert all(math.isfinite(g["fid_improvement_pct"]) for g in report["improvements"].values())
@@ -103,5 +104,5 @@ def test_benchmark_runs_then_resumes(teacher, tmp_path):
     assert {r["row"]: r["mean"]["fid"] for r in again["rows"]} == {k: r["mean"]["fid"] for k, r in rows.items()}
 
     # A folder is never reused for another configuration of the same variant.
-    with pytest.raises(RuntimeError, match="another configuration"):
+    with pytest.raises(quality_variants.FolderMismatch, match="another configuration"):
         quality.main(_argv(teacher, work, "--distill-option", "lr=0.001", "--teacher-steps", ""))
