@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/quality.py --teacher runs/embedded/teacher/model [--data procedural:10000]
         [--work runs/quality] [--only cd,scott] [--budget-steps N] [--prompts 50] [--n-per-prompt 10]
-        [--eval-seeds 2] [--json FILE] [--grid FILE]
+        [--eval-seeds 2] [--jobs 2] [--json FILE] [--grid FILE]
 
 Rows: the teacher (DDIM with classifier-free guidance) at 1/2/4/25 steps; vanilla CD (eta = 0, lambda_adv = 0)
 and SCott (the base config, configs/distill/tiny.yaml) at 1/2/4 steps through the serving pipeline; and an
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     json_path = args.json or args.work / "quality.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(_dumps(report) + "\n")
+    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     console.print(f"[quality] JSON: {json_path}", markup=False)
     return report
 
@@ -259,10 +259,6 @@ def _grid_columns(args, teacher, teacher_w, pipelines, pipeline_generate_fn) -> 
             fn = pipeline_generate_fn(pipelines[main], steps, args.guidance, gamma)
             columns.append((f"{'SCott' if main == 'scott' else 'CD'} {steps}", fn))
     return columns
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
 
 
 if __name__ == "__main__":
