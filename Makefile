@@ -52,5 +52,17 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
 
+# Deploy (README "Deploy"): the images need a Docker engine; deploy-check validates the deploy files without one.
+.PHONY: image image-cpu deploy-check
+image:
+	docker build -t scott-serve:0.1.0 .
+
+image-cpu:
+	docker build --target cpu -t scott-serve:0.1.0-cpu .
+
+deploy-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_deploy_compose.py tests/test_deploy_docker.py tests/test_deploy_k8s.py \
+		tests/test_deploy_dashboard.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
