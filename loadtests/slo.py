@@ -36,6 +36,8 @@ class Measured:
     failures: int
     p95_ms: float
     p99_ms: float
+    p50_ms: float = 0.0
+    requests_per_s: float = 0.0  # over the run, failures included
     errors: int = 0  # exceptions raised by the load-test code itself: a broken test must not pass
 
     @property
@@ -50,6 +52,8 @@ class Measured:
             failures=total.num_failures,
             p95_ms=float(total.get_response_time_percentile(0.95) or 0.0),
             p99_ms=float(total.get_response_time_percentile(0.99) or 0.0),
+            p50_ms=float(total.get_response_time_percentile(0.50) or 0.0),
+            requests_per_s=float(total.total_rps),
             errors=errors,
         )
 
