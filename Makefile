@@ -64,5 +64,28 @@ deploy-check: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_deploy_compose.py tests/test_deploy_docker.py tests/test_deploy_k8s.py \
 		tests/test_deploy_dashboard.py
 
+# Load testing (README "Load testing"): Locust against a fresh `scott serve` on $(MODEL), reports in
+# $(LOAD_REPORTS); exits non-zero when the SLO gate fails. LOAD_SHAPE=constant uses LOAD_SPAWN_RATE/LOAD_TIME.
+LOAD_SHAPE        ?= ramp
+LOAD_USERS        ?= 8
+LOAD_RAMP_UP      ?= 20
+LOAD_HOLD         ?= 40
+LOAD_SPAWN_RATE   ?= 2
+LOAD_TIME         ?= 60s
+LOAD_STEPS        ?= 1,2,3,4
+LOAD_REPORTS      ?= loadtests/reports
+SLO_P95_MS        ?= 2000
+SLO_FAILURE_RATIO ?= 0.01
+.PHONY: loadtest bench-load
+loadtest: $(STAMP) $(MODEL)/model_index.json
+	$(BIN)/python -m loadtests.run --model $(MODEL) --shape $(LOAD_SHAPE) --users $(LOAD_USERS) \
+		--ramp-up $(LOAD_RAMP_UP) --ramp-hold $(LOAD_HOLD) --spawn-rate $(LOAD_SPAWN_RATE) --run-time $(LOAD_TIME) \
+		--image-steps $(LOAD_STEPS) --reports $(LOAD_REPORTS) \
+		--slo-p95-ms $(SLO_P95_MS) --slo-max-failure-ratio $(SLO_FAILURE_RATIO)
+
+# Our server vs a naive FastAPI + diffusers server under the same Locust load (a few minutes).
+bench-load: $(STAMP) $(MODEL)/model_index.json
+	$(BIN)/python benchmarks/load.py --model $(MODEL) --json $(LOAD_REPORTS)/bench_load.json
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,6 +7,7 @@ The live_server fixture serves the tiny model in this process; `python -m loadte
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -15,6 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+# find_spec, not import: importing locust would gevent-monkey-patch this test process.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="needs the loadtest extra")
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
