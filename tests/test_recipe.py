@@ -209,3 +209,25 @@ def test_teacher_evaluation_scores_samples_and_writes_grids(run: Path, tmp_path:
     from PIL import Image
 
     assert Image.open(tmp_path / "samples-ddim2.png").size == (8 * 64, 2 * 64)
+
+
+def test_foreground_mask_marks_the_shape_not_the_background() -> None:
+    from scott.data.dataset import make_batch
+    from scott.recipe.vae import foreground_mask
+
+    images = make_batch("train", 0, 16).images
+    mask = foreground_mask(images)
+    assert mask.shape == (16, 1, 64, 64)
+    assert (mask[..., 0, :].mean() + mask[..., -1, :].mean()) < 0.05  # borders are background
+    coverage = mask.mean(dim=(1, 2, 3))
+    assert (coverage > 0.005).all() and (coverage < 0.5).all()  # every image has a shape, none is all shape
+
+
+def test_teacher_unet_follows_the_vae_latent_channels() -> None:
+    from scott.recipe.teacher import build_teacher_networks
+
+    _, unet = build_teacher_networks("tiny", 0, latent_channels=16)
+    assert unet.config.in_channels == unet.config.out_channels == 16
+    assert unet.config.time_cond_proj_dim is None
+    _, default = build_teacher_networks("tiny", 0)
+    assert default.config.in_channels == 4

@@ -24,6 +24,9 @@ class VaeConfig:
     l2_weight: float = 1.0  # loss = L1 + l2_weight * L2 + edge_weight * edge + kl_weight * KL
     edge_weight: float = 0.5  # L1 between image gradients: keeps the shapes' outlines sharp
     kl_weight: float = 1e-4  # per latent element; small: the measured scaling factor sets the latents' scale
+    # Extra weight on pixels unlike the image's border colour: a small shape is ~1% of the pixels, so with a plain
+    # mean the loss is nearly all background and shape and colour are learned last (0 = plain mean).
+    foreground_weight: float = 0.0
     max_grad_norm: float = 1.0
     checkpoint_every: int = 50
     scale_samples: int = 512  # images whose posterior means set the scaling factor (latents of ~unit std)

@@ -33,11 +33,17 @@ from scott.schedule import NoiseSchedule
 STAGE = "teacher"
 
 
-def build_teacher_networks(preset: str, seed: int) -> tuple[CLIPTextModel, UNet2DConditionModel]:
+def build_teacher_networks(
+    preset: str, seed: int, latent_channels: int | None = None
+) -> tuple[CLIPTextModel, UNet2DConditionModel]:
+    """The preset's text encoder and UNet (no guidance embedding), the UNet sized to the VAE's latent channels."""
     spec = PRESETS[preset]
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**spec["text"]))
-    unet = UNet2DConditionModel.from_config({**spec["unet"], "time_cond_proj_dim": None})
+    channels = latent_channels or spec["unet"]["in_channels"]
+    unet = UNet2DConditionModel.from_config(
+        {**spec["unet"], "in_channels": channels, "out_channels": channels, "time_cond_proj_dim": None}
+    )
     return text_encoder, unet
 
 
@@ -98,13 +104,13 @@ def run_teacher_stage(
         say(STAGE, f"complete, skipping ({stage.path})")
         return True
     if not stage.state().get("trained"):
-        text_encoder, unet = build_teacher_networks(cfg.preset, cfg.seed)
+        data = load_latents(run_dir)
+        text_encoder, unet = build_teacher_networks(cfg.preset, cfg.seed, latent_channels=data.mean.shape[1])
         ema = {"text_encoder": copy.deepcopy(text_encoder), "unet": copy.deepcopy(unet)}
         params = [*text_encoder.parameters(), *unet.parameters()]
         optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
         trainable = Trainable({"text_encoder": text_encoder, "unet": unet}, optimizer, ema)
         schedule = NoiseSchedule.from_config(PRESETS[cfg.preset]["scheduler"])
-        data = load_latents(run_dir)
         empty_ids = tokenize(tokenizer, [""])[0]
         step_fn = make_step_fn(text_encoder, unet, schedule, data, empty_ids, cfg)
         plan = Schedule(

@@ -35,16 +35,24 @@ def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
+def foreground_mask(images: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """(B, 1, H, W) 1.0 where a pixel differs from its image's border median (the flat background) in any channel."""
+    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., 0], images[..., -1]], dim=-1)
+    background = border.median(dim=-1).values[..., None, None]
+    return ((images - background).abs().amax(dim=1, keepdim=True) > threshold).to(images.dtype)
+
+
 def vae_loss(
     vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator, cfg: RecipeConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
     posterior = vae.encode(images).latent_dist
     recon = vae.decode(posterior.sample(generator=generator)).sample
-    l1 = (recon - images).abs().mean()
-    l2 = (recon - images).pow(2).mean()
+    v = cfg.vae
+    weight = 1.0 + v.foreground_weight * foreground_mask(images) if v.foreground_weight else 1.0
+    l1 = ((recon - images).abs() * weight).mean()
+    l2 = ((recon - images).pow(2) * weight).mean()
     edge = sum((a - b).abs().mean() for a, b in zip(_edges(recon), _edges(images), strict=True))
     kl = posterior.kl().mean() / posterior.mean[0].numel()
-    v = cfg.vae
     loss = l1 + v.l2_weight * l2 + v.edge_weight * edge + v.kl_weight * kl
     return loss, {"l1": l1.item(), "l2": l2.item(), "edge": float(edge.item()), "kl": kl.item()}
 
