@@ -10,9 +10,12 @@ from scott.pipeline import ModelInfo, TextToImagePipeline
 BACKENDS = ("torch", "onnx", "tensorrt")
 
 
-def load_pipeline(model_dir: str | Path, backend: str = "torch", device: str | None = None) -> TextToImagePipeline:
+def load_pipeline(
+    model_dir: str | Path, backend: str = "torch", device: str | None = None, max_batch_size: int | None = None
+) -> TextToImagePipeline:
     """Load a diffusers-format folder and wrap it in a pipeline on the named backend.
 
+    max_batch_size: the largest batch the caller will run; TensorRT builds its engines' profiles up to it.
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
     if backend not in BACKENDS:
@@ -24,7 +27,7 @@ def load_pipeline(model_dir: str | Path, backend: str = "torch", device: str | N
     if backend == "tensorrt":  # engine rule: engines.tensorrt_runtime.load_tensorrt_pipeline
         from engines.tensorrt_runtime import load_tensorrt_pipeline
 
-        return load_tensorrt_pipeline(model_dir, device)
+        return load_tensorrt_pipeline(model_dir, device, max_batch_size=max_batch_size)
     from engines.torch_backend import TorchBackend, default_dtype, pick_device
 
     target = pick_device(device)

@@ -69,7 +69,9 @@ class GenerationService:
                 from engines import load_pipeline
 
                 s = self.settings
-                self.pipeline = load_pipeline(s.model_dir, backend=s.backend, device=s.device)
+                self.pipeline = load_pipeline(
+                    s.model_dir, backend=s.backend, device=s.device, max_batch_size=s.max_batch_size
+                )
             if self.settings.warmup:
                 # On CUDA every batch size captures its own CUDA graphs: do it now, not on a live request.
                 on_gpu = self.pipeline.backend.device.type == "cuda"
