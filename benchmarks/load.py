@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loadtests.server_process import ServerProcess, free_port  # noqa: E402
+from loadtests.server_process import ServerProcess, batch_totals, free_port  # noqa: E402
 
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 SERVERS = ("scott serve", "naive diffusers")
@@ -59,23 +58,6 @@ def server_commands(args: argparse.Namespace, model: Path, ports: dict[str, int]
         ours += ["--device", args.device]
         naive += ["--device", args.device]
     return {SERVERS[0]: ours, SERVERS[1]: naive}
-
-
-def batch_totals(url: str) -> tuple[float, float] | None:
-    """(sum, count) of scott_batch_size, or None for a server without it."""
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    values = {}
-    for line in text.splitlines():
-        if line.startswith(("scott_batch_size_sum ", "scott_batch_size_count ")):
-            name, value = line.split()[:2]
-            values[name] = float(value)
-    if len(values) != 2:
-        return None
-    return values["scott_batch_size_sum"], values["scott_batch_size_count"]
 
 
 def run_locust(args: argparse.Namespace, url: str, seconds: float, out: Path) -> LoadResult:

@@ -14,10 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +28,8 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from loadtests.server_process import ServerProcess, batch_totals, free_port  # noqa: E402
 
 console = Console()
 
@@ -60,66 +59,23 @@ class RawPipeline:
 # -- server subprocess ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(model: Path, max_batch_size: int, max_wait_ms: float) -> Iterator[str]:
     """`scott serve` in a subprocess; yields its URL once /readyz says ready; SIGTERM on exit."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "server.cli",
-        "serve",
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--port",
-        str(port),
-        "--max-batch-size",
-        str(max_batch_size),
-        "--max-wait-ms",
-        str(max_wait_ms),
-        "--max-queue",
-        "256",
-        "--request-timeout-s",
-        "600",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    command = [sys.executable, "-m", "server.cli", "serve", "--model", str(model), "--device", "cpu"]
+    command += ["--port", str(port), "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms)]
+    command += ["--max-queue", "256", "--request-timeout-s", "600", "--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError("server not ready")
-            time.sleep(0.1)
+    with ServerProcess(command, url, ready_timeout_s=180, cwd=ROOT, env={"PYTHONPATH": str(ROOT)}):
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def batch_stats(url: str) -> tuple[float, float]:
-    values = {}
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(("scott_batch_size_sum ", "scott_batch_size_count ")):
-            values[line.split()[0]] = float(line.split()[1])
-    return values.get("scott_batch_size_sum", 0.0), values.get("scott_batch_size_count", 0.0)
+    totals = batch_totals(url)
+    if totals is None:
+        raise RuntimeError(f"{url}/metrics has no scott_batch_size")
+    return totals
 
 
 # -- clients --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Start a server as a child process, wait until it answers ready, stop it by its PID (SIGTERM, then SIGKILL)."""
+"""Start a server as a child process, wait until it answers ready, stop it by its PID (SIGTERM, then SIGKILL);
+read its batch totals from /metrics."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def readiness(url: str, timeout_s: float = 2.0) -> tuple[int, dict]:
             return error.code, {}
     except (OSError, ValueError):
         return 0, {}
+
+
+def batch_totals(url: str) -> tuple[float, float] | None:
+    """(sum, count) of scott_batch_size from url's /metrics, or None for a server without it."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("scott_batch_size_sum ", "scott_batch_size_count ")):
+            name, value = line.split()[:2]
+            values[name] = float(value)
+    if len(values) != 2:
+        return None
+    return values["scott_batch_size_sum"], values["scott_batch_size_count"]
 
 
 class ServerProcess:

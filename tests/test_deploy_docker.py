@@ -226,11 +226,9 @@ def test_healthcheck_passes_on_a_ready_server(live_server, path: str) -> None:
 
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
-    import socket
+    from loadtests.server_process import free_port
 
-    with socket.socket() as sock:  # a port that was free a moment ago, now closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # free a moment ago, now closed: nothing listens
     assert healthcheck(port, "/readyz").returncode == 1
 
 

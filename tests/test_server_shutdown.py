@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtests.server_process import free_port
 from server.app import DrainingServer, build_server, create_app
 from server.settings import ServerSettings
 
@@ -160,12 +161,6 @@ def test_a_stuck_batch_does_not_hold_shutdown_past_the_drain_timeout(gated_pipel
 
 
 # -- the real process -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_scott_serve_drains_on_sigterm_and_exits_0(tiny_model_dir: Path, tmp_path: Path) -> None:
