@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+from diffusers import DiffusionPipeline, LatentConsistencyModelPipeline, LCMScheduler
 
 from scott.models import ModelBundle
 
 
-def diffusers_lcm_pipeline(bundle: ModelBundle) -> LatentConsistencyModelPipeline:
-    """LatentConsistencyModelPipeline sharing the bundle's modules (no copies), with an LCMScheduler from its config."""
-    pipe = LatentConsistencyModelPipeline(
+def diffusers_lcm_pipeline(
+    bundle: ModelBundle, pipeline_class: type[DiffusionPipeline] = LatentConsistencyModelPipeline
+) -> DiffusionPipeline:
+    """A diffusers pipeline sharing the bundle's modules (no copies), with an LCMScheduler from its config.
+
+    LatentConsistencyModelPipeline for UNets with a guidance embedding; StableDiffusionPipeline for true CFG.
+    """
+    pipe = pipeline_class(
         vae=bundle.vae,
         text_encoder=bundle.text_encoder,
         tokenizer=bundle.tokenizer,

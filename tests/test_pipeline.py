@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
 from engines.torch_backend import TorchBackend
 from scott.models import PRESETS, ModelBundle, build_model
@@ -60,16 +60,7 @@ def test_matches_diffusers_lcm_pipeline(bundle: ModelBundle, steps: int) -> None
 
 
 def test_true_cfg_matches_stable_diffusion_pipeline(cfg_bundle: ModelBundle) -> None:
-    reference = StableDiffusionPipeline(
-        vae=cfg_bundle.vae,
-        text_encoder=cfg_bundle.text_encoder,
-        tokenizer=cfg_bundle.tokenizer,
-        unet=cfg_bundle.unet,
-        scheduler=LCMScheduler.from_config(cfg_bundle.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    reference = diffusers_lcm_pipeline(cfg_bundle, StableDiffusionPipeline)
     pipeline = _pipeline(cfg_bundle)
     assert pipeline.info.guidance_embedding_dim is None
     expected = _diffusers_images(reference, "a blue square", 2, 4.0, seed=3)
