@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engines.engine_cache import write_json_atomic
 from scott.eval.classifier import AttributeClassifier
 from scott.eval.evaluate import GenerateFn, evaluate
 from scott.eval.spread import mean_std
@@ -93,9 +94,7 @@ def evaluate_row(
         "runs": runs,
     }
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, result)
     return {**result, "cached": False}
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.engine_cache import write_json_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Config fields that change how a run is carried out, not what it trains: a folder may be resumed under new values.
@@ -115,9 +117,7 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 
 
 def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
-    tmp = folder / "variant.json.tmp"
-    tmp.write_text(json.dumps(marker, indent=2) + "\n")
-    tmp.replace(folder / "variant.json")
+    write_json_atomic(folder / "variant.json", marker)
 
 
 def _newest_checkpoint(train: Path) -> int:
