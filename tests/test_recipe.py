@@ -231,3 +231,14 @@ def test_teacher_unet_follows_the_vae_latent_channels() -> None:
     assert unet.config.time_cond_proj_dim is None
     _, default = build_teacher_networks("tiny", 0)
     assert default.config.in_channels == 4
+
+
+def test_teacher_unet_takes_arch_fields_and_the_latent_side() -> None:
+    from scott.recipe.teacher import build_teacher_networks
+
+    _, unet = build_teacher_networks(
+        "tiny", 0, latent_channels=4, latent_size=16, arch={"block_out_channels": [32, 64], "sample_size": 99}
+    )
+    assert list(unet.config.block_out_channels) == [32, 64]
+    assert unet.config.sample_size == 16  # the latents' side wins over any arch value
+    assert unet.config.time_cond_proj_dim is None

@@ -60,6 +60,9 @@ class TeacherConfig:
     eval_per_prompt: int = 4
     eval_steps: tuple[int, ...] = (1, 2, 4, 25)
     eval_guidance: float = 4.0
+    # UNet2DConditionModel config fields over the preset's, e.g. {block_out_channels = [32, 64, 128]}
+    # (channels and sample_size always follow the VAE's latents)
+    arch: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

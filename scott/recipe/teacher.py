@@ -15,6 +15,7 @@ import copy
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,17 +35,23 @@ STAGE = "teacher"
 
 
 def build_teacher_networks(
-    preset: str, seed: int, latent_channels: int | None = None
+    preset: str,
+    seed: int,
+    latent_channels: int | None = None,
+    latent_size: int | None = None,
+    arch: dict[str, Any] | None = None,
 ) -> tuple[CLIPTextModel, UNet2DConditionModel]:
-    """The preset's text encoder and UNet (no guidance embedding), the UNet sized to the VAE's latent channels."""
+    """The preset's text encoder and UNet (no guidance embedding), `arch` fields over the UNet's, sized to the
+    VAE's latents (channels and side): the saved config then gives the serving pipeline its default image size."""
     spec = PRESETS[preset]
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**spec["text"]))
-    channels = latent_channels or spec["unet"]["in_channels"]
-    unet = UNet2DConditionModel.from_config(
-        {**spec["unet"], "in_channels": channels, "out_channels": channels, "time_cond_proj_dim": None}
-    )
-    return text_encoder, unet
+    unet_config = {**spec["unet"], **(arch or {}), "time_cond_proj_dim": None}
+    if latent_channels:
+        unet_config.update(in_channels=latent_channels, out_channels=latent_channels)
+    if latent_size:
+        unet_config["sample_size"] = latent_size
+    return text_encoder, UNet2DConditionModel.from_config(unet_config)
 
 
 def diffusion_loss(
@@ -105,7 +112,9 @@ def run_teacher_stage(
         return True
     if not stage.state().get("trained"):
         data = load_latents(run_dir)
-        text_encoder, unet = build_teacher_networks(cfg.preset, cfg.seed, latent_channels=data.mean.shape[1])
+        text_encoder, unet = build_teacher_networks(
+            cfg.preset, cfg.seed, latent_channels=data.mean.shape[1], latent_size=data.mean.shape[-1], arch=tc.arch
+        )
         ema = {"text_encoder": copy.deepcopy(text_encoder), "unet": copy.deepcopy(unet)}
         params = [*text_encoder.parameters(), *unet.parameters()]
         optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
