@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from scott.models import load_model
+from scott.models import PRESETS, load_model
 from scott.recipe.config import RecipeConfig, config_from_dict, load_config
 from scott.recipe.embedded import main, run_recipe
 from scott.recipe.latents import load_latents
@@ -71,6 +71,11 @@ def test_stages_produce_loadable_artifacts(run: Path) -> None:
     assert len(data.captions) == 12 and all(c.startswith("a ") for c in data.captions)
     # The cache holds scaled latents: the VAE's own encoding of the first image, times its scaling factor.
     assert float(data.mean.std()) > 0
+    # Foreground maps: the covered fraction of each latent cell, in [0, 1]; every image has a shape and a background.
+    assert data.foreground.shape == (12, 1, 8, 8)
+    assert float(data.foreground.min()) >= 0 and float(data.foreground.max()) <= 1
+    covered = data.foreground.mean(dim=(1, 2, 3))
+    assert (covered > 0).all() and (covered < 0.5).all()
 
     for stage, steps in (("vae", 3), ("teacher", 3)):
         records = _log_lines(run / stage / "log.jsonl")
@@ -242,3 +247,24 @@ def test_teacher_unet_takes_arch_fields_and_the_latent_side() -> None:
     assert list(unet.config.block_out_channels) == [32, 64]
     assert unet.config.sample_size == 16  # the latents' side wins over any arch value
     assert unet.config.time_cond_proj_dim is None
+
+
+def test_diffusion_loss_weights_latent_cells() -> None:
+    from scott.recipe.teacher import build_teacher_networks, diffusion_loss
+    from scott.schedule import NoiseSchedule
+
+    text_encoder, unet = build_teacher_networks("tiny", 0)
+    schedule = NoiseSchedule.from_config(PRESETS["tiny"]["scheduler"])
+    z0, ids = torch.randn(2, 4, 8, 8), torch.zeros(2, 77, dtype=torch.long)
+
+    def loss(weight) -> float:
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            return float(diffusion_loss(text_encoder, unet, schedule, z0, ids, generator, weight))
+
+    plain = loss(1.0)
+    assert loss(torch.ones(2, 1, 8, 8)) == pytest.approx(plain)
+    assert loss(torch.full((2, 1, 8, 8), 3.0)) == pytest.approx(3 * plain)
+    only_first = torch.zeros(2, 1, 8, 8)
+    only_first[0] = 2.0  # the second sample's errors no longer count
+    assert 0 < loss(only_first) != pytest.approx(plain)

@@ -61,13 +61,15 @@ def diffusion_loss(
     z0: torch.Tensor,
     input_ids: torch.Tensor,
     generator: torch.Generator,
+    weight: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
-    """MSE between the UNet's output and the schedule's target (v for v-prediction) at uniform timesteps."""
+    """MSE between the UNet's output and the schedule's target (v for v-prediction) at uniform timesteps,
+    weighted per latent cell by `weight` (broadcast over channels)."""
     t = torch.randint(0, schedule.num_train_timesteps, (z0.shape[0],), generator=generator)
     noise = torch.randn(z0.shape, generator=generator)
     z_t = schedule.add_noise(z0, noise, t)
     pred = unet(z_t, t, text_encoder(input_ids)[0]).sample
-    return (pred - schedule.target_from(z0, noise, t)).pow(2).mean()
+    return ((pred - schedule.target_from(z0, noise, t)).pow(2) * weight).mean()
 
 
 def teacher_dir(run_dir: Path) -> Path:
@@ -92,7 +94,8 @@ def make_step_fn(
         ids = data.input_ids[index].clone()
         drop = torch.rand(tc.batch_size, generator=generator) < tc.caption_dropout
         ids[drop] = empty_ids
-        loss = diffusion_loss(text_encoder, unet, schedule, z0, ids, generator)
+        weight = 1.0 + tc.foreground_weight * data.foreground[index] if tc.foreground_weight else 1.0
+        loss = diffusion_loss(text_encoder, unet, schedule, z0, ids, generator, weight)
         return loss, {"dropped": float(drop.float().mean())}
 
     return step_fn

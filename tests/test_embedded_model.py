@@ -1,0 +1,49 @@
+"""The committed default model (models/scott-tiny): small fp16 weights that the server's pipeline loads, and
+1-2 step images that follow held-out prompts, read back by the attribute classifier (models/classifier)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from engines import load_pipeline
+from scott.eval.evaluate import evaluate
+from scott.eval.generators import pipeline_generate_fn
+from scott.eval.prompts import eval_prompts
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"
+
+pytestmark = pytest.mark.skipif(
+    not (MODEL / "model_index.json").is_file(), reason=f"no committed model at {MODEL} (make embedded-model)"
+)
+
+
+def test_weights_are_small_fp16_safetensors() -> None:
+    files = sorted(MODEL.glob("*/*.safetensors"))
+    assert {f.parent.name for f in files} == {"text_encoder", "unet", "vae"}
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        assert dtypes == {"F16"}, (path, dtypes)
+    total = sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file())
+    assert total < 40 * 2**20, f"{total / 2**20:.1f} MiB"
+    unet = json.loads((MODEL / "unet" / "config.json").read_text())
+    assert unet["time_cond_proj_dim"] is not None  # the distilled student: one UNet call per step
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return load_pipeline(MODEL, "torch", "cpu")
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_images_follow_held_out_prompts(pipeline, steps: int) -> None:
+    # 24 held-out captions (never trained on) x 2 seeds. Chance: colour 1/8, background 1/6, position 1/9.
+    metrics = evaluate(pipeline_generate_fn(pipeline, steps), eval_prompts(24), 2, real_floor=False)
+    assert metrics["accuracy_background"] >= 0.6, metrics
+    assert metrics["accuracy_color"] >= 0.5, metrics
+    assert metrics["accuracy_position"] >= 0.5, metrics
+    assert metrics["prompt_accuracy"] >= 0.1, metrics
