@@ -268,3 +268,20 @@ def test_diffusion_loss_weights_latent_cells() -> None:
     only_first = torch.zeros(2, 1, 8, 8)
     only_first[0] = 2.0  # the second sample's errors no longer count
     assert 0 < loss(only_first) != pytest.approx(plain)
+
+
+def test_frozen_text_encoder_keeps_its_scaled_init_while_the_unet_trains(run: Path, tmp_path: Path) -> None:
+    from scott.recipe.teacher import build_teacher_networks
+
+    cfg = tiny_config(text_lr_scale=0.0, token_embedding_scale=10.0)
+    for stage in ("vae", "latents"):
+        shutil.copytree(run / stage, tmp_path / stage)
+    assert run_teacher_stage(tmp_path, cfg, load_tokenizer(write_clip_tokenizer(tmp_path / "tokenizer")))
+    saved = load_model(teacher_dir(tmp_path))
+    init_text, init_unet = build_teacher_networks("tiny", cfg.seed, token_embedding_scale=10.0)
+    unscaled, _ = build_teacher_networks("tiny", cfg.seed)
+    embeddings = init_text.get_input_embeddings().weight
+    torch.testing.assert_close(embeddings, 10 * unscaled.get_input_embeddings().weight)
+    for name, value in init_text.state_dict().items():  # frozen: exactly the init, in fp16
+        torch.testing.assert_close(saved.text_encoder.state_dict()[name], value.half().float(), msg=name)
+    assert not torch.equal(saved.unet.state_dict()["conv_in.weight"], init_unet.conv_in.weight.half().float())

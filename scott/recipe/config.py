@@ -58,6 +58,11 @@ class TeacherConfig:
     # Extra loss weight on latent cells covered by the shape (by the fraction covered): with a plain mean the loss is
     # nearly all background, and the text encoder learned colours but not shape or position words (measured).
     foreground_weight: float = 0.0
+    # The text encoder learns at lr * text_lr_scale; 0 keeps it frozen at its random init. Trained jointly (1.0),
+    # it erased the position words the UNet could not use yet, and position stayed at chance (measured).
+    text_lr_scale: float = 1.0
+    # Token embeddings are scaled by this at init, so a word outweighs CLIP's position embedding in the states.
+    token_embedding_scale: float = 1.0
     checkpoint_every: int = 100
     eval_prompts: int = 48  # held-out full captions
     eval_per_prompt: int = 4

@@ -34,10 +34,10 @@ def ddim_sample(model: ModelFn, schedule: NoiseSchedule, noise: torch.Tensor, ti
     """Deterministic DDIM from noise at timesteps[0] down to the clean sample."""
     z = noise
     for i, t in enumerate(timesteps.tolist()):
-        t_now = torch.full((z.shape[0],), t, dtype=torch.long)
+        t_now = torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
         x0, eps = schedule.split_prediction(model(z, t_now), z, t_now)
         t_next = int(timesteps[i + 1]) if i + 1 < len(timesteps) else -1  # -1: alpha_bar = 1, the clean sample
-        a_next = schedule.alpha_bar(torch.tensor(t_next))
+        a_next = schedule.alpha_bar(torch.tensor(t_next, device=z.device))
         z = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
     return z
 
@@ -62,14 +62,14 @@ def seeded_noise(seeds: Sequence[int], shape: tuple[int, ...]) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_prompts(bundle: ModelBundle, prompts: Sequence[str]) -> torch.Tensor:
-    return bundle.text_encoder(tokenize(bundle.tokenizer, list(prompts)))[0]
+    return bundle.text_encoder(tokenize(bundle.tokenizer, list(prompts)).to(bundle.text_encoder.device))[0]
 
 
 @torch.no_grad()
 def decode_latents(bundle: ModelBundle, latents: torch.Tensor) -> np.ndarray:
     """Scaled latents -> uint8 (B, H, W, 3)."""
     images = bundle.vae.decode(latents / float(bundle.vae.config.scaling_factor)).sample.clamp(-1, 1)
-    return ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
@@ -82,7 +82,7 @@ def teacher_sample(
     text = encode_prompts(bundle, prompts)
     uncond = encode_prompts(bundle, [""])
     side = int(bundle.unet.config.sample_size)
-    noise = seeded_noise(seeds, (int(bundle.unet.config.in_channels), side, side))
+    noise = seeded_noise(seeds, (int(bundle.unet.config.in_channels), side, side)).to(bundle.unet.device)
     schedule = bundle.schedule
     latents = ddim_sample(cfg_model(bundle, text, uncond, guidance), schedule, noise, ddim_timesteps(schedule, steps))
     return decode_latents(bundle, latents)

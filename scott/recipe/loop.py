@@ -83,7 +83,8 @@ class Trainable:
     def update_ema(self, decay: float) -> None:
         for n, m in self.modules.items():
             for p_ema, p in zip(self.ema[n].parameters(), m.parameters(), strict=True):
-                p_ema.lerp_(p, 1.0 - decay)
+                if p.requires_grad:  # a frozen module's average is itself
+                    p_ema.lerp_(p, 1.0 - decay)
 
 
 def train(
@@ -123,7 +124,7 @@ def train(
             t0 = time.perf_counter()
             lr = schedule.lr_at(step)
             for group in trainable.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             loss, scalars = step_fn(step, step_generator(seed, stage.name, step))
             trainable.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -40,12 +40,16 @@ def build_teacher_networks(
     latent_channels: int | None = None,
     latent_size: int | None = None,
     arch: dict[str, Any] | None = None,
+    token_embedding_scale: float = 1.0,
 ) -> tuple[CLIPTextModel, UNet2DConditionModel]:
     """The preset's text encoder and UNet (no guidance embedding), `arch` fields over the UNet's, sized to the
-    VAE's latents (channels and side): the saved config then gives the serving pipeline its default image size."""
+    VAE's latents (channels and side): the saved config then gives the serving pipeline its default image size.
+    The text encoder's token embeddings are multiplied by token_embedding_scale."""
     spec = PRESETS[preset]
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**spec["text"]))
+    with torch.no_grad():
+        text_encoder.get_input_embeddings().weight.mul_(token_embedding_scale)
     unet_config = {**spec["unet"], **(arch or {}), "time_cond_proj_dim": None}
     if latent_channels:
         unet_config.update(in_channels=latent_channels, out_channels=latent_channels)
@@ -116,11 +120,19 @@ def run_teacher_stage(
     if not stage.state().get("trained"):
         data = load_latents(run_dir)
         text_encoder, unet = build_teacher_networks(
-            cfg.preset, cfg.seed, latent_channels=data.mean.shape[1], latent_size=data.mean.shape[-1], arch=tc.arch
+            cfg.preset,
+            cfg.seed,
+            latent_channels=data.mean.shape[1],
+            latent_size=data.mean.shape[-1],
+            arch=tc.arch,
+            token_embedding_scale=tc.token_embedding_scale,
         )
+        text_encoder.requires_grad_(tc.text_lr_scale > 0)
         ema = {"text_encoder": copy.deepcopy(text_encoder), "unet": copy.deepcopy(unet)}
-        params = [*text_encoder.parameters(), *unet.parameters()]
-        optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        groups = [{"params": list(unet.parameters())}]
+        if tc.text_lr_scale > 0:
+            groups.append({"params": list(text_encoder.parameters()), "lr_scale": tc.text_lr_scale})
+        optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
         trainable = Trainable({"text_encoder": text_encoder, "unet": unet}, optimizer, ema)
         schedule = NoiseSchedule.from_config(PRESETS[cfg.preset]["scheduler"])
         empty_ids = tokenize(tokenizer, [""])[0]
