@@ -2,7 +2,7 @@
 # SCott Serve images, two targets from one file (README "Deploy"):
 #   docker build -t scott-serve:0.1.0 .                    GPU (default): CUDA 13.0 + TensorRT 10, backend tensorrt
 #   docker build --target cpu -t scott-serve:0.1.0-cpu .   CPU: python 3.11 slim, torch CPU wheel, ONNX Runtime
-# Both carry the default model (models/scott-tiny, made from seed 0 at build time when the build context lacks it)
+# Both carry the default model (models/scott-tiny, committed: the SCott-distilled embedded model)
 # with its ONNX export, run as an unprivileged user, and keep exports and TensorRT engines in /var/cache/scott
 # (a volume: engines are built there on the first start on a GPU and reused after).
 #
@@ -41,10 +41,11 @@ RUN --mount=type=bind,from=wheel,source=/dist,target=/dist \
 # -- model: the embedded model and its ONNX export, checked by one real generation --------------
 FROM cpu-base AS model
 WORKDIR /opt/scott
-# models/ is in the repository; models/scott-tiny is there once the trained model is committed (or after `make model`).
+# models/ is in the repository, the trained default model (models/scott-tiny) with it: a build without it fails
+# rather than baking random weights.
 COPY models/ ./models/
 RUN set -eu; m=models/scott-tiny; \
-    if [ ! -f "$m/model_index.json" ]; then scott make-model --preset tiny --seed 0 --out "$m"; fi; \
+    test -f "$m/model_index.json" || { echo "no $m in the build context" >&2; exit 1; }; \
     if [ ! -f "$m/onnx/manifest.json" ]; then scott export --model "$m" --out "$m/onnx"; fi; \
     SCOTT_CACHE_DIR=/tmp/scott-cache scott generate "a red circle" --model "$m" --backend onnx --out /tmp/smoke.png; \
     rm -rf /tmp/smoke.png /tmp/scott-cache

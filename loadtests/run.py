@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         return run_locust(args, args.url.rstrip("/"))
     if not (args.model / "model_index.json").exists():
-        print(f"no model at {args.model} (make model)", file=sys.stderr)
+        print(f"no model at {args.model} (git checkout -- models/scott-tiny, or make embedded-model)", file=sys.stderr)
         return 2
     port = free_port()
     url = f"http://127.0.0.1:{port}"
