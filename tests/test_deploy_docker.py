@@ -159,7 +159,7 @@ def _ignored(path: str, pattern: str) -> bool:
     )
 
 
-def test_model_stage_makes_the_default_model_and_its_export() -> None:
+def test_model_stage_checks_the_committed_model_and_exports_it() -> None:
     script = " ".join(" ".join(c.value) for c in stage("model").all("RUN"))
     assert "m=models/scott-tiny" in script
     assert 'test -f "$m/model_index.json"' in script and "make-model" not in script  # the committed model
