@@ -201,8 +201,6 @@ def _train_variant(name: str, run: Path, out: Path, deadline: float, device: str
                 out,
                 time.time() - t0,
             )
-            ema_te.train()
-            ema_unet.train()
         if out_of_time:
             break
     bundle = ModelBundle(None, tokenizer, ema_te.eval(), ema_unet.eval(), vae, scheduler_config)
