@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-scale", type=int, default=2, help="nearest-neighbour upscale of each cell")
     p.add_argument("--grid-seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no distillation progress bars")
+    p.add_argument("--device", default="cpu", help="where the teacher and students sample (cpu, cuda)")
     return p
 
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from scott.eval.prompts import eval_prompts
     from scott.models import load_model
 
-    teacher = load_model(args.teacher)
+    teacher = load_model(args.teacher).to(args.device)
     if teacher.has_guidance_embedding:
         raise SystemExit(f"{args.teacher} has a guidance embedding: that is a distilled model, not a CFG teacher")
     classifier = load_classifier(args.classifier)
@@ -168,23 +169,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             markup=False,
         )
 
-    teacher_stamp = dir_stamp(args.teacher.resolve())
-    for steps in args.teacher_steps:
-        params = {"sampler": "ddim", "steps": steps, "guidance": teacher_w}
-        fn = teacher_generate_fn(teacher, steps, teacher_w)
-        result = evaluate_row(f"teacher@{steps}", fn, settings, classifier, cache, teacher_stamp, params)
-        add({**result, "model": "teacher", "label": f"teacher DDIM, CFG {teacher_w:g}", "steps": steps})
-
     pipelines, distilled = {}, {}
-    # Distillations run --jobs at a time as subprocesses; each student is evaluated here as soon as it is done.
+    # Distillations run --jobs at a time as subprocesses, while the teacher's rows are evaluated here; each student
+    # is evaluated as soon as it is done.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(distill_variant, run, v, args.jobs > 1) for v in variants]
         try:
+            teacher_stamp = dir_stamp(args.teacher.resolve())
+            for steps in args.teacher_steps:
+                params = {"sampler": "ddim", "steps": steps, "guidance": teacher_w}
+                fn = teacher_generate_fn(teacher, steps, teacher_w)
+                result = evaluate_row(f"teacher@{steps}", fn, settings, classifier, cache, teacher_stamp, params)
+                add({**result, "model": "teacher", "label": f"teacher DDIM, CFG {teacher_w:g}", "steps": steps})
             for future in as_completed(futures):
                 done = future.result()
                 variant = done.variant
                 distilled[variant.name] = done
-                pipeline = pipelines[variant.name] = load_pipeline(done.model_dir, "torch", "cpu")
+                pipeline = pipelines[variant.name] = load_pipeline(done.model_dir, "torch", args.device)
                 gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
                 stamp = dir_stamp(done.model_dir)
                 for steps in args.steps:
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "guidance": args.guidance,
             "teacher_guidance": teacher_w,
             "gamma": args.gamma,
+            "device": args.device,
             "eval": {"prompts": len(prompts), "n_per_prompt": args.n_per_prompt, "seed_sets": args.eval_seeds},
         },
         "floor": floor,

@@ -64,6 +64,18 @@ VARIANTS: dict[str, dict] = {
     "wide": {"arch": {"block_out_channels": [64, 128, 256]}},
     "b128": {"batch_size": 128},
 }
+# The shape probe (fifth session): every change above again, on the recipe's frozen x10 text encoder.
+EMB10 = VARIANTS["te_frozen_emb10"]
+XATTN16 = VARIANTS["xattn16"]["arch"]
+VARIANTS |= {
+    "emb10_xattn16": EMB10 | {"arch": XATTN16},
+    "emb10_xattn16_layers2": EMB10 | {"arch": XATTN16 | {"layers_per_block": 2}},
+    "emb10_layers2": EMB10 | {"arch": {"layers_per_block": 2}},
+    "emb10_wide": EMB10 | {"arch": {"block_out_channels": [64, 128, 256]}},
+    "emb10_b128": EMB10 | {"batch_size": 128},
+    "emb10_fg3": EMB10 | {"foreground_weight": 3.0},
+    "emb10_lr1e-3": EMB10 | {"lr": 1e-3},
+}
 MILESTONES = [500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 14000, 16000, 20000, 25000, 30000]
 
 
@@ -93,23 +105,43 @@ def score(name, step, te, unet, vae, tokenizer, scheduler_config, classifier, pr
     return record
 
 
-def train_variant(name: str, run: str, out: str, deadline: float, device: str, threads: int, n_prompts: int) -> None:
+def train_variant(
+    name: str,
+    run: str,
+    out: str,
+    deadline: float,
+    device: str,
+    threads: int,
+    n_prompts: int,
+    save_at: int,
+    max_steps: int,
+) -> None:
     try:
-        _train_variant(name, Path(run), Path(out), deadline, device, threads, n_prompts)
+        _train_variant(name, Path(run), Path(out), deadline, device, threads, n_prompts, save_at, max_steps)
     except Exception:
         with open(Path(out) / "log.txt", "a") as f:
             f.write(f"{name} FAILED\n{traceback.format_exc()}\n")
         traceback.print_exc()
 
 
-def _train_variant(name: str, run: Path, out: Path, deadline: float, device: str, threads: int, n_prompts: int) -> None:
+def _train_variant(
+    name: str,
+    run: Path,
+    out: Path,
+    deadline: float,
+    device: str,
+    threads: int,
+    n_prompts: int,
+    save_at: int,
+    max_steps: int,
+) -> None:
     import numpy as np
     import torch
     from diffusers import AutoencoderKL
 
     from scott.eval.classifier import load_classifier
     from scott.eval.prompts import eval_prompts
-    from scott.models import PRESETS, ModelBundle
+    from scott.models import PRESETS, ModelBundle, save_model
     from scott.recipe.config import load_config
     from scott.recipe.ddim import teacher_sample
     from scott.recipe.latents import load_latents, tokenize
@@ -182,11 +214,17 @@ def _train_variant(name: str, run: Path, out: Path, deadline: float, device: str
             torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         loss_sum += loss.detach()
         step += 1
-        out_of_time = time.time() > deadline
+        out_of_time = time.time() > deadline or step == max_steps
         if step % 250 == 0:
             with open(out / "log.txt", "a") as f:
                 f.write(f"{name} step {step} loss {float(loss_sum) / 250:.4f} {time.time() - t0:.0f}s\n")
             loss_sum.zero_()
+        # The EMA teacher as a diffusers folder (for benchmarks/quality.py); at the deadline if save_at is not reached.
+        if save_at and (step == save_at or (out_of_time and step < save_at)):
+            parts = [copy.deepcopy(m).cpu() for m in (ema_te, ema_unet, vae)]
+            save_model(ModelBundle(None, tokenizer, *parts, scheduler_config), out / f"teacher-{name}")
+            with open(out / "log.txt", "a") as f:
+                f.write(f"{name} saved at step {step}: {out / f'teacher-{name}'}\n")
         if step in MILESTONES or out_of_time:
             score(
                 name,
@@ -206,7 +244,7 @@ def _train_variant(name: str, run: Path, out: Path, deadline: float, device: str
     bundle = ModelBundle(None, tokenizer, ema_te.eval(), ema_unet.eval(), vae, scheduler_config)
     rows = prompts[:4]
     grid = teacher_sample(bundle, [p for p in rows for _ in range(8)], list(range(8)) * len(rows), 25, 4.0)
-    save_grid(np.asarray(grid), len(rows), Path("/tmp") / f"grid-{name}.png")
+    save_grid(np.asarray(grid), len(rows), out / f"grid-{name}.png")
     with open(out / "log.txt", "a") as f:
         f.write(f"{name} done: {step} steps in {time.time() - t0:.0f}s; grid prompts {rows}\n")
 
@@ -233,6 +271,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-prompts", type=int, default=48)
+    p.add_argument("--save-at", type=int, default=0, help="save each variant's EMA teacher at this step (0: never)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop each variant at this step (0: at the budget only)")
+    p.add_argument("--vae", type=Path, default=None, help="a trained VAE folder for a RUN without one (as float32)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
@@ -245,17 +286,26 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 2)
     cfg = load_config(ROOT / "recipes" / "embedded.toml")
     tokenizer = load_tokenizer(write_clip_tokenizer(args.run / "tokenizer"))
+    if args.vae is not None and not (args.run / "vae" / "model").is_dir():
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(str(args.vae), torch_dtype=torch.float32, local_files_only=True)
+        vae.save_pretrained(str(args.run / "vae" / "model"), safe_serialization=True)
     run_latents_stage(args.run, cfg, tokenizer)
     print(f"latents ready in {time.time() - t:.0f}s", flush=True)
     deadline = time.time() + args.budget
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=train_variant,
-            args=(v, str(args.run), str(args.out), deadline, args.device, args.threads, args.eval_prompts),
-        )
-        for v in args.variants
-    ]
+    common = (
+        str(args.run),
+        str(args.out),
+        deadline,
+        args.device,
+        args.threads,
+        args.eval_prompts,
+        args.save_at,
+        args.max_steps,
+    )
+    procs = [ctx.Process(target=train_variant, args=(v, *common)) for v in args.variants]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -266,7 +316,8 @@ def main() -> None:
     try:
         from PIL import Image
 
-        grids = [Image.open(f"/tmp/grid-{v}.png") for v in args.variants if Path(f"/tmp/grid-{v}.png").is_file()]
+        paths = [args.out / f"grid-{v}.png" for v in args.variants]
+        grids = [Image.open(path) for path in paths if path.is_file()]
         if grids:
             canvas = Image.new("RGB", (max(g.width for g in grids), sum(g.height + 8 for g in grids)), "white")
             y = 0

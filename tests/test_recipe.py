@@ -285,3 +285,23 @@ def test_frozen_text_encoder_keeps_its_scaled_init_while_the_unet_trains(run: Pa
     for name, value in init_text.state_dict().items():  # frozen: exactly the init, in fp16
         torch.testing.assert_close(saved.text_encoder.state_dict()[name], value.half().float(), msg=name)
     assert not torch.equal(saved.unet.state_dict()["conv_in.weight"], init_unet.conv_in.weight.half().float())
+
+
+def test_adopted_vae_feeds_the_teacher_without_training(run: Path, tmp_path: Path) -> None:
+    """--vae: the vae stage takes a trained folder (here the fixture run's, saved in fp16 as the shipped model is)."""
+    shipped = tmp_path / "shipped-vae"
+    trained = load_model(teacher_dir(run)).vae  # the run's VAE as exported: fp16 weights, loaded as float32
+    trained.half().save_pretrained(str(shipped), safe_serialization=True)
+    out = tmp_path / "adopted"
+    run_recipe(out, tiny_config(), until="teacher", vae=shipped)
+    state = json.loads((out / "vae" / "state.json").read_text())
+    assert state["complete"] and not (out / "vae" / "log.jsonl").exists()  # no VAE training step ran
+    assert state["scaling_factor"] == pytest.approx(trained.config.scaling_factor)
+    assert {"psnr", "recon_accuracy_all"} <= set(state["metrics"])  # scored like a trained one
+    adopted = load_file(str(vae_dir(out) / "diffusion_pytorch_model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in adopted.values())  # trained on as float32, not fp16
+    source = trained.float().state_dict()
+    assert all(torch.equal(adopted[k], source[k]) for k in source)
+    assert load_model(teacher_dir(out)).vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
+    with pytest.raises(ValueError, match="another \\[vae\\] config"):
+        run_recipe(out, tiny_config(), until="teacher")  # the same run without --vae would train over it

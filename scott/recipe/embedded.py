@@ -21,14 +21,19 @@ from scott.recipe.distill_hook import run_distill_stage, student_dir
 from scott.recipe.latents import run_latents_stage
 from scott.recipe.loop import say
 from scott.recipe.teacher import run_teacher_stage, teacher_dir
-from scott.recipe.vae import run_vae_stage
+from scott.recipe.vae import adopt_vae_stage, run_vae_stage
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 
 STAGES = ("vae", "latents", "teacher", "distill")
 
 
-def run_recipe(out: Path, cfg: RecipeConfig, until: str = "distill", export: Path | None = None) -> Path:
-    """Run every stage up to `until` (those already complete are skipped); return the exported model folder."""
+def run_recipe(
+    out: Path, cfg: RecipeConfig, until: str = "distill", export: Path | None = None, vae: Path | None = None
+) -> Path:
+    """Run every stage up to `until` (those already complete are skipped); return the exported model folder.
+
+    vae: a trained VAE folder to adopt instead of training the vae stage.
+    """
     if until not in STAGES:
         raise ValueError(f"until must be one of {STAGES}, got {until!r}")
     out.mkdir(parents=True, exist_ok=True)
@@ -36,7 +41,7 @@ def run_recipe(out: Path, cfg: RecipeConfig, until: str = "distill", export: Pat
     torch.set_num_threads(cfg.threads)
     tokenizer = load_tokenizer(write_clip_tokenizer(out / "tokenizer"))
     runners = {
-        "vae": lambda: run_vae_stage(out, cfg),
+        "vae": lambda: run_vae_stage(out, cfg) if vae is None else adopt_vae_stage(out, cfg, vae),
         "latents": lambda: run_latents_stage(out, cfg, tokenizer),
         "teacher": lambda: run_teacher_stage(out, cfg, tokenizer),
         "distill": lambda: run_distill_stage(out, cfg, teacher_dir(out)),
@@ -80,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", choices=STAGES, default="distill", help="last stage to run")
     parser.add_argument("--export", type=Path, default=None, help="copy the final model folder here")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (overrides the config)")
+    parser.add_argument("--vae", type=Path, default=None, help="adopt this trained VAE folder instead of training one")
     args = parser.parse_args(argv)
     if args.out.exists() and any(args.out.iterdir()) and not args.resume:
         parser.error(f"{args.out} is not empty: pass --resume to continue that run, or pick a new --out")
     cfg = load_config(args.config)
     if args.threads is not None:
         cfg.threads = args.threads
-    run_recipe(args.out, cfg, args.until, args.export)
+    run_recipe(args.out, cfg, args.until, args.export, args.vae)
     return 0
 
 

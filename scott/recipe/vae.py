@@ -132,3 +132,21 @@ def run_vae_stage(run_dir: Path, cfg: RecipeConfig, stop_after: int | None = Non
     say(STAGE, f"scaling_factor {scale:.4f}; " + ", ".join(f"{k} {x:.4f}" for k, x in metrics.items()))
     stage.mark_complete(scaling_factor=scale, metrics=metrics)
     return True
+
+
+def adopt_vae_stage(run_dir: Path, cfg: RecipeConfig, source: Path) -> bool:
+    """Stage 1 from an already trained VAE folder (e.g. the shipped model's vae/) instead of training one: the
+    teacher and student can be retrained on the committed VAE without its ~30 minutes. Scored like a trained one."""
+    stage = StageDir(run_dir, STAGE, {"preset": cfg.preset, "seed": cfg.seed, "adopted": str(Path(source).resolve())})
+    if stage.complete:
+        say(STAGE, f"complete, skipping ({stage.path})")
+        return True
+    vae = AutoencoderKL.from_pretrained(str(source), torch_dtype=torch.float32, local_files_only=True).eval()
+    metrics = evaluate_vae(vae, cfg.vae.eval_samples)
+    vae.save_pretrained(str(vae_dir(run_dir)), safe_serialization=True)
+    scale = float(vae.config.scaling_factor)
+    say(
+        STAGE, f"adopted {source}: scaling_factor {scale:.4f}; " + ", ".join(f"{k} {x:.4f}" for k, x in metrics.items())
+    )
+    stage.mark_complete(scaling_factor=scale, metrics=metrics)
+    return True
