@@ -174,6 +174,20 @@ def test_shipped_recipes_parse(name: str) -> None:
     assert cfg.preset == "tiny" and cfg.vae.steps > 0 and cfg.teacher.steps > 0
 
 
+def test_quick_recipe_builds_the_shipped_networks() -> None:
+    """The smoke recipe differs from the shipped one in budgets only: the same networks and text-encoder settings."""
+    full, quick = (load_config(REPO / "recipes" / name) for name in ("embedded.toml", "embedded-quick.toml"))
+    assert quick.preset == full.preset
+    assert quick.vae.arch == full.vae.arch and quick.teacher.arch == full.teacher.arch
+    assert quick.vae.foreground_weight == full.vae.foreground_weight
+    for name in ("text_lr_scale", "token_embedding_scale", "foreground_weight", "sample_posterior", "caption_dropout"):
+        assert getattr(quick.teacher, name) == getattr(full.teacher, name), name
+    budget = {"steps", "checkpoint_every"}
+    assert {k: v for k, v in quick.distill.options.items() if k not in budget} == {
+        k: v for k, v in full.distill.options.items() if k not in budget
+    }
+
+
 def test_unknown_config_fields_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown fields"):
         config_from_dict({"teacher": {"stepz": 3}})
