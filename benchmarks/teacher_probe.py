@@ -105,36 +105,30 @@ def score(name, step, te, unet, vae, tokenizer, scheduler_config, classifier, pr
     return record
 
 
-def train_variant(
-    name: str,
-    run: str,
-    out: str,
-    deadline: float,
-    device: str,
-    threads: int,
-    n_prompts: int,
-    save_at: int,
-    max_steps: int,
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class ProbeRun:
+    """What every variant's process shares: the data, where reports go, when to stop, when to save."""
+
+    run: Path
+    out: Path
+    deadline: float
+    device: str
+    threads: int
+    n_prompts: int
+    save_at: int  # save the EMA teacher at this step (0: never)
+    max_steps: int  # stop at this step (0: at the deadline only)
+
+
+def train_variant(name: str, probe: ProbeRun) -> None:
     try:
-        _train_variant(name, Path(run), Path(out), deadline, device, threads, n_prompts, save_at, max_steps)
+        _train_variant(name, probe)
     except Exception:
-        with open(Path(out) / "log.txt", "a") as f:
+        with open(probe.out / "log.txt", "a") as f:
             f.write(f"{name} FAILED\n{traceback.format_exc()}\n")
         traceback.print_exc()
 
 
-def _train_variant(
-    name: str,
-    run: Path,
-    out: Path,
-    deadline: float,
-    device: str,
-    threads: int,
-    n_prompts: int,
-    save_at: int,
-    max_steps: int,
-) -> None:
+def _train_variant(name: str, probe: ProbeRun) -> None:
     import numpy as np
     import torch
     from diffusers import AutoencoderKL
@@ -149,10 +143,12 @@ def _train_variant(
     from scott.schedule import NoiseSchedule
     from scott.tokenizer import load_tokenizer
 
+    run, out, deadline, threads = probe.run, probe.out, probe.deadline, probe.threads
+    save_at, max_steps = probe.save_at, probe.max_steps
     torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    dev = torch.device(device)
+    dev = torch.device(probe.device)
     v = VARIANTS[name]
     cfg = load_config(ROOT / "recipes" / "embedded.toml")
     tc = cfg.teacher
@@ -183,7 +179,7 @@ def _train_variant(
     empty = tokenize(tokenizer, [""])[0].to(dev)
     vae = AutoencoderKL.from_pretrained(str(run / "vae" / "model"), local_files_only=True).to(dev).eval()
     classifier = load_classifier()
-    prompts = eval_prompts(n_prompts, "heldout")
+    prompts = eval_prompts(probe.n_prompts, "heldout")
     g = torch.Generator(device=dev).manual_seed(0)
     n = len(data)
     t0 = time.time()
@@ -280,6 +276,7 @@ def main() -> None:
 
     from scott.recipe.config import load_config
     from scott.recipe.latents import run_latents_stage
+    from scott.recipe.vae import adopt_vae_stage
     from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 
     t = time.time()
@@ -287,25 +284,15 @@ def main() -> None:
     cfg = load_config(ROOT / "recipes" / "embedded.toml")
     tokenizer = load_tokenizer(write_clip_tokenizer(args.run / "tokenizer"))
     if args.vae is not None and not (args.run / "vae" / "model").is_dir():
-        from diffusers import AutoencoderKL
-
-        vae = AutoencoderKL.from_pretrained(str(args.vae), torch_dtype=torch.float32, local_files_only=True)
-        vae.save_pretrained(str(args.run / "vae" / "model"), safe_serialization=True)
+        adopt_vae_stage(args.run, cfg, args.vae)
     run_latents_stage(args.run, cfg, tokenizer)
     print(f"latents ready in {time.time() - t:.0f}s", flush=True)
     deadline = time.time() + args.budget
     ctx = mp.get_context("spawn")
-    common = (
-        str(args.run),
-        str(args.out),
-        deadline,
-        args.device,
-        args.threads,
-        args.eval_prompts,
-        args.save_at,
-        args.max_steps,
+    probe = ProbeRun(
+        args.run, args.out, deadline, args.device, args.threads, args.eval_prompts, args.save_at, args.max_steps
     )
-    procs = [ctx.Process(target=train_variant, args=(v, *common)) for v in args.variants]
+    procs = [ctx.Process(target=train_variant, args=(v, probe)) for v in args.variants]
     for proc in procs:
         proc.start()
     for proc in procs:
