@@ -5,6 +5,8 @@
 # evaluated meanwhile). A CPU host runs the same command (DEVICE=cpu) with small numbers as a dry run.
 #
 #   benchmarks/quality_gpu.sh WORK OUT
+#   TEACHER=runs/e3/teacher/model VARIANTS="te_frozen_emb10 emb10_b128" PROBE_MAX_STEPS=30000 \
+#       benchmarks/quality_gpu.sh WORK OUT     # a carried teacher; the probe only trains longer teachers beside it
 #
 # WORK: scratch folder; OUT: where the reports land (quality.json, quality.log, grid.png/.txt, probe results).
 # Measured on an H200 (2026-11-26), with five more teacher variants beside the recipe's: 2,400 teacher steps in
@@ -20,20 +22,23 @@ TEACHER_STEPS=${TEACHER_STEPS:-2400}   # recipes/embedded.toml [teacher] steps
 PROBE_BUDGET=${PROBE_BUDGET:-300}      # seconds of training per teacher variant, at most
 PROBE_ARGS=${PROBE_ARGS:-}             # e.g. "--eval-prompts 4" for a dry run
 # More teacher variants train beside it for the same steps, e.g. the shape probe's "emb10_xattn16 emb10_fg3 ...".
-VARIANTS=${VARIANTS:-te_frozen_emb10}
+VARIANTS=${VARIANTS-te_frozen_emb10}
+TEACHER=${TEACHER:-}                   # an existing teacher folder: no teacher is trained for the benchmark
+PROBE_MAX_STEPS=${PROBE_MAX_STEPS:-$TEACHER_STEPS}
 DISTILL_STEPS=${DISTILL_STEPS:-800}    # recipes/embedded.toml [distill] steps
 JOBS=${JOBS:-6}
 QUALITY_ARGS=${QUALITY_ARGS:-}         # e.g. "--prompts 4 --n-per-prompt 2" for a dry run
 TOTAL=${TOTAL:-540}                    # seconds for the whole command; a rerun on a kept WORK resumes
 mkdir -p "$WORK" "$OUT"
 start=$(date +%s)
-teacher="$WORK/probe/teacher-te_frozen_emb10"
+teacher=${TEACHER:-$WORK/probe/teacher-te_frozen_emb10}
+save_at=$([ -n "$TEACHER" ] && echo 0 || echo "$TEACHER_STEPS")
 
 probe=
-if [ ! -f "$teacher/model_index.json" ]; then
+if [ -n "$VARIANTS" ] && { [ -n "$TEACHER" ] || [ ! -f "$teacher/model_index.json" ]; }; then
     # shellcheck disable=SC2086  # VARIANTS and PROBE_ARGS are word lists
     $PY benchmarks/teacher_probe.py --run "$WORK/run" --vae models/scott-tiny/vae --out "$WORK/probe" \
-        --device "$DEVICE" --budget "$PROBE_BUDGET" --join 60 --save-at "$TEACHER_STEPS" --max-steps "$TEACHER_STEPS" \
+        --device "$DEVICE" --budget "$PROBE_BUDGET" --join 60 --save-at "$save_at" --max-steps "$PROBE_MAX_STEPS" \
         --variants $VARIANTS $PROBE_ARGS >"$OUT/probe.log" 2>&1 &
     probe=$!
 fi
