@@ -319,3 +319,25 @@ def test_adopted_vae_feeds_the_teacher_without_training(run: Path, tmp_path: Pat
     assert load_model(teacher_dir(out)).vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
     with pytest.raises(ValueError, match="another \\[vae\\] config"):
         run_recipe(out, tiny_config(), until="teacher")  # the same run without --vae would train over it
+
+
+def test_equivariance_term_adds_the_downscaled_reconstruction_loss() -> None:
+    from scott.data.dataset import make_batch
+    from scott.recipe.vae import _pixel_losses, build_vae, downscale, vae_loss
+
+    images = make_batch("train", 0, 2).images
+    vae = build_vae("tiny", 0, {"norm_num_groups": 8})
+    cfg = tiny_config()
+    base, logs = vae_loss(vae, images, torch.Generator().manual_seed(1), cfg)
+    assert "eq_l1" not in logs
+    cfg.vae.equivariance_weight = 2.0
+    with_eq, logs = vae_loss(vae, images, torch.Generator().manual_seed(1), cfg)
+    # The same posterior sample, so the difference is exactly the weighted term on 32x32 decodes of 8x8 latents.
+    z = vae.encode(images).latent_dist.sample(generator=torch.Generator().manual_seed(1))
+    small = vae.decode(downscale(z, 0.5)).sample
+    assert small.shape[-2:] == (images.shape[-2] // 2, images.shape[-1] // 2)
+    l1, l2 = _pixel_losses(small, downscale(images, 0.5), cfg.vae.foreground_weight)
+    assert logs["eq_l1"] == pytest.approx(l1.item(), rel=1e-5)
+    assert (with_eq - base).item() == pytest.approx(2.0 * (l1 + cfg.vae.l2_weight * l2).item(), rel=1e-4)
+    flat = torch.full((1, 3, 64, 64), 0.25)
+    assert torch.allclose(downscale(flat, 0.5), torch.full((1, 3, 32, 32), 0.25))

@@ -27,6 +27,10 @@ class VaeConfig:
     # Extra weight on pixels unlike the image's border colour: a small shape is ~1% of the pixels, so with a plain
     # mean the loss is nearly all background and shape and colour are learned last (0 = plain mean).
     foreground_weight: float = 0.0
+    # EQ-VAE's scale term: + weight * (L1 + l2_weight * L2) of decode(downscale(z)) against downscale(image), so
+    # that a latent's low frequencies alone draw the image (0 = off).
+    equivariance_weight: float = 0.0
+    equivariance_scale: float = 0.5  # 16x16 latents -> 8x8, decoded to 32x32 against the image resized to 32x32
     max_grad_norm: float = 1.0
     checkpoint_every: int = 50
     scale_samples: int = 512  # images whose posterior means set the scaling factor (latents of ~unit std)

@@ -2,6 +2,9 @@
 
 Loss: L1 + L2 reconstruction, an L1 on image gradients (sharp outlines for small shapes), and a small KL per
 latent element. The decoder trains on posterior samples, the way the teacher's latents are drawn later.
+Optionally (equivariance_weight > 0) EQ-VAE's scale term (Kouzelis et al. 2025): the decoded downscaled latent must
+be the downscaled image, which moves the content out of the latents' highest spatial frequencies, the band a
+diffusion model fits last (the shipped VAE keeps a shape's identity there; scott/recipe/README.md).
 The scaling factor is 1 / std of the posterior means (SD's recipe: latents of ~unit std for the diffusion model).
 """
 
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from scott.data.attributes import ATTRIBUTE_NAMES
@@ -42,19 +46,34 @@ def foreground_mask(images: torch.Tensor, threshold: float = 0.1) -> torch.Tenso
     return ((images - background).abs().amax(dim=1, keepdim=True) > threshold).to(images.dtype)
 
 
+def downscale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Antialiased bilinear resize by `scale` (< 1), the same operator for latents and images."""
+    return F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
+
+
+def _pixel_losses(recon: torch.Tensor, images: torch.Tensor, foreground_weight: float) -> tuple[torch.Tensor, ...]:
+    weight = 1.0 + foreground_weight * foreground_mask(images) if foreground_weight else 1.0
+    return ((recon - images).abs() * weight).mean(), ((recon - images).pow(2) * weight).mean()
+
+
 def vae_loss(
     vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator, cfg: RecipeConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
     posterior = vae.encode(images).latent_dist
-    recon = vae.decode(posterior.sample(generator=generator)).sample
+    z = posterior.sample(generator=generator)
+    recon = vae.decode(z).sample
     v = cfg.vae
-    weight = 1.0 + v.foreground_weight * foreground_mask(images) if v.foreground_weight else 1.0
-    l1 = ((recon - images).abs() * weight).mean()
-    l2 = ((recon - images).pow(2) * weight).mean()
+    l1, l2 = _pixel_losses(recon, images, v.foreground_weight)
     edge = sum((a - b).abs().mean() for a, b in zip(_edges(recon), _edges(images), strict=True))
     kl = posterior.kl().mean() / posterior.mean[0].numel()
     loss = l1 + v.l2_weight * l2 + v.edge_weight * edge + v.kl_weight * kl
-    return loss, {"l1": l1.item(), "l2": l2.item(), "edge": float(edge.item()), "kl": kl.item()}
+    logs = {"l1": l1.item(), "l2": l2.item(), "edge": float(edge.item()), "kl": kl.item()}
+    if v.equivariance_weight:
+        small = vae.decode(downscale(z, v.equivariance_scale)).sample
+        eq_l1, eq_l2 = _pixel_losses(small, downscale(images, v.equivariance_scale), v.foreground_weight)
+        loss = loss + v.equivariance_weight * (eq_l1 + v.l2_weight * eq_l2)
+        logs["eq_l1"] = eq_l1.item()
+    return loss, logs
 
 
 @torch.no_grad()
