@@ -1,6 +1,7 @@
 """Where a model loses the shape of its prompt: the VAE, the latent band the shape lives in, or the teacher.
 
     python benchmarks/shape_diagnosis.py --model runs/e3/teacher/model [--prompts 60] [--json FILE]
+    python benchmarks/shape_diagnosis.py --vae runs/embedded/vae/model     # a VAE alone: rows 1 and 2
 
 Held-out prompts x 4 rendered images, shapes read back by the shipped attribute classifier, by size:
 1. real images; the VAE's reconstructions (posterior mean).
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 from rich.console import Console
 from rich.table import Table
 
@@ -58,14 +60,17 @@ def shape_by_size(classifier, images: torch.Tensor, targets: np.ndarray) -> dict
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="diffusers folder (VAE; UNet rows if it has no guidance embedding)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="diffusers folder (VAE; UNet rows if it has no guidance embedding)")
+    which.add_argument("--vae", help="an AutoencoderKL folder alone")
     p.add_argument("--prompts", type=int, default=60)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     torch.manual_seed(0)
     classifier = load_classifier()
-    bundle = load_model(args.model)
-    vae, sf = bundle.vae, bundle.vae.config.scaling_factor
+    bundle = load_model(args.model) if args.model else None
+    vae = bundle.vae if bundle else AutoencoderKL.from_pretrained(args.vae, local_files_only=True).eval()
+    sf = vae.config.scaling_factor
     prompts = eval_prompts(args.prompts, "heldout")
     per_image = [q for q in prompts for _ in range(PER_PROMPT)]
     targets = np.array([parse_caption(q).labels() for q in per_image])
@@ -79,7 +84,7 @@ def main() -> None:
             rows[f"latent blur σ={sigma} cell"] = shape_by_size(classifier, blurred, targets)
         down_up = F.interpolate(downscale(z, 0.5), size=z.shape[-2:], mode="bilinear", align_corners=False)
         rows["latent 2x down, bilinear up"] = shape_by_size(classifier, vae.decode(down_up).sample, targets)
-        if not bundle.has_guidance_embedding:
+        if bundle and not bundle.has_guidance_embedding:
             images = teacher_sample(bundle, per_image, list(range(len(per_image))), 25, 4.0)
             rows["teacher DDIM 25, CFG 4"] = shape_by_size(classifier, to_classifier_input(images), targets)
             large = targets[:, SIZE] == SIZES.index("large")
@@ -98,7 +103,8 @@ def main() -> None:
         table.add_row(name, *(f"{acc[c]:.2f}" if c in acc else "-" for c in (*SIZES, "all")))
     Console().print(table)
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "prompts": len(prompts), "rows": rows}, indent=1))
+        report = {"model": args.model or args.vae, "prompts": len(prompts), "rows": rows}
+        args.json.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
