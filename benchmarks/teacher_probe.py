@@ -72,6 +72,7 @@ VARIANTS |= {
     "emb10_xattn16_layers2": EMB10 | {"arch": XATTN16 | {"layers_per_block": 2}},
     "emb10_layers2": EMB10 | {"arch": {"layers_per_block": 2}},
     "emb10_wide": EMB10 | {"arch": {"block_out_channels": [64, 128, 256]}},
+    "emb10_wide128": EMB10 | {"arch": {"block_out_channels": [128, 128, 256]}},  # 4x the channels at 16x16
     "emb10_b128": EMB10 | {"batch_size": 128},
     "emb10_fg3": EMB10 | {"foreground_weight": 3.0},
     "emb10_lr1e-3": EMB10 | {"lr": 1e-3},
