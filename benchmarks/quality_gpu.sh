@@ -55,8 +55,13 @@ if [ -f "$teacher/model_index.json" ]; then
         --no-progress --json "$OUT/quality.json" --grid "$OUT/grid.png" $QUALITY_ARGS >"$OUT/quality.log" 2>&1
     echo "quality benchmark exited $? after $(($(date +%s) - start)) s"
 fi
-[ -n "$probe" ] && wait "$probe"
-echo "teacher probe exited $? after $(($(date +%s) - start)) s"
+if [ -n "$probe" ]; then
+    # The probe may train longer than the benchmark (PROBE_MAX_STEPS): stop it at TOTAL so its rows still come back.
+    while kill -0 "$probe" 2>/dev/null && [ $(($(date +%s) - start)) -lt "$TOTAL" ]; do sleep 5; done
+    kill -0 "$probe" 2>/dev/null && { pkill -P "$probe"; kill "$probe"; echo "teacher probe stopped at TOTAL"; }
+    wait "$probe"
+    echo "teacher probe exited $? after $(($(date +%s) - start)) s"
+fi
 
 # Whatever finished comes back, also after a timeout: the probe's rows and grids, the evaluated quality rows.
 cp "$WORK/probe/results.jsonl" "$OUT/probe_results.jsonl" 2>/dev/null
