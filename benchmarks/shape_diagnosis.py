@@ -28,7 +28,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scott.data.attributes import SIZES, parse_caption  # noqa: E402
+from scott.data.attributes import ATTRIBUTE_NAMES, SIZES, parse_caption  # noqa: E402
 from scott.eval.classifier import load_classifier  # noqa: E402
 from scott.eval.evaluate import real_images, to_classifier_input  # noqa: E402
 from scott.eval.prompts import eval_prompts  # noqa: E402
@@ -37,7 +37,7 @@ from scott.recipe.ddim import cfg_model, ddim_sample, encode_prompts, teacher_sa
 from scott.recipe.vae import downscale  # noqa: E402
 
 PER_PROMPT = 4
-SHAPE, SIZE = 0, 2  # label columns (ATTRIBUTE_NAMES order)
+SHAPE, SIZE = ATTRIBUTE_NAMES.index("shape"), ATTRIBUTE_NAMES.index("size")  # label columns
 
 
 def gaussian_blur(z: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from scott.data.attributes import SIZES, parse_caption
+from scott.data.attributes import SHAPES, SIZES, parse_caption
 from scott.eval.classifier import load_classifier
 from scott.eval.evaluate import real_images, to_classifier_input
 from scott.eval.prompts import eval_prompts
@@ -48,5 +48,5 @@ def test_shape_by_size_reads_real_shapes_right_and_wrong_labels_as_wrong(diagnos
     assert set(right) == present | {"all"}
     assert right["all"] == 1.0
     shifted = targets.copy()
-    shifted[:, diagnosis.SHAPE] = (shifted[:, diagnosis.SHAPE] + 1) % 5  # every shape label wrong, sizes kept
+    shifted[:, diagnosis.SHAPE] = (shifted[:, diagnosis.SHAPE] + 1) % len(SHAPES)  # every shape label wrong, sizes kept
     assert diagnosis.shape_by_size(classifier, images, shifted)["all"] == 0.0
