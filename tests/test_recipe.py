@@ -168,7 +168,7 @@ def test_cli_refuses_a_used_out_dir_without_resume(run: Path) -> None:
         main(["--out", str(run), "--until", "vae"])
 
 
-@pytest.mark.parametrize("name", ["embedded.toml", "embedded-quick.toml"])
+@pytest.mark.parametrize("name", ["embedded.toml", "embedded-quick.toml", "embedded-2x.toml"])
 def test_shipped_recipes_parse(name: str) -> None:
     cfg = load_config(REPO / "recipes" / name)
     assert cfg.preset == "tiny" and cfg.vae.steps > 0 and cfg.teacher.steps > 0
@@ -186,6 +186,20 @@ def test_quick_recipe_builds_the_shipped_networks() -> None:
     assert {k: v for k, v in quick.distill.options.items() if k not in budget} == {
         k: v for k, v in full.distill.options.items() if k not in budget
     }
+
+
+def test_2x_probe_recipe_changes_only_the_latent_size_and_budgets() -> None:
+    """recipes/embedded-2x.toml claims to be the shipped recipe with a 2x VAE; a drift would make its measurements
+    (scott/recipe/README.md) say nothing about the shipped recipe."""
+    full, probe = (load_config(REPO / "recipes" / name).to_dict() for name in ("embedded.toml", "embedded-2x.toml"))
+    changed = {"vae": {"steps", "arch"}, "teacher": {"steps", "arch"}}
+    for section, values in full.items():
+        if isinstance(values, dict):
+            keep = set(values) - changed.get(section, set())
+            assert {k: probe[section][k] for k in keep} == {k: values[k] for k in keep}, section
+        else:
+            assert probe[section] == values, section
+    assert len(probe["vae"]["arch"]["block_out_channels"]) == len(full["vae"]["arch"]["block_out_channels"]) - 1
 
 
 def test_unknown_config_fields_are_errors() -> None:
