@@ -4,32 +4,22 @@ row and metric in the JSON, the grid's size, and a second run that skips the fin
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_loader import load_benchmark
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
 from scott.models import build_model, save_model
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
 
 
-def _load(name: str):
-    path = ROOT / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = _load("quality")  # puts benchmarks/ on sys.path, so its helpers import as top-level modules
+quality = load_benchmark("quality")  # puts benchmarks/ on sys.path, so its helpers import as top-level modules
 quality_variants = sys.modules["quality_variants"]
 
 

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_loader import load_benchmark
 
 import scott.data.render as render
 from scott.data.samples import TRAIN_CAPTIONS, sample
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def probe(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(render, "draw_params", render.draw_params)  # restored after the test
-    spec = importlib.util.spec_from_file_location("rotation_probe", ROOT / "benchmarks" / "rotation_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rotation_probe"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rotation_probe")
 
 
 def _drawn(count: int) -> list[render.RenderParams]:

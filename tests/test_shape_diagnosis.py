@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from benchmark_loader import load_benchmark
 
 from scott.data.attributes import SHAPES, SIZES, parse_caption
 from scott.eval.classifier import load_classifier
 from scott.eval.evaluate import real_images, to_classifier_input
 from scott.eval.prompts import eval_prompts
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def diagnosis():
-    spec = importlib.util.spec_from_file_location("shape_diagnosis", ROOT / "benchmarks" / "shape_diagnosis.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["shape_diagnosis"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("shape_diagnosis")
 
 
 def test_gaussian_blur_keeps_flat_latents_and_mass_and_spreads_a_point(diagnosis) -> None:

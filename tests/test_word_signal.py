@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchmark_loader import load_benchmark
 
 from scott.data.attributes import ATTRIBUTE_NAMES, Attributes
 from scott.data.samples import sample
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def signal():
-    spec = importlib.util.spec_from_file_location("word_signal", ROOT / "benchmarks" / "word_signal.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["word_signal"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("word_signal")
 
 
 def test_other_value_is_a_different_valid_value(signal) -> None:
