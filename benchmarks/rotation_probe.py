@@ -23,15 +23,15 @@ import numpy as np
 import torch
 
 import scott.data.render as render
-from scott.data import Attributes, images_to_tensor
-from scott.data.samples import TRAIN_CAPTIONS, sample
+from scott.data import Attributes
 from scott.eval.classifier import load_classifier
 from scott.eval.evaluate import evaluate
 from scott.eval.prompts import eval_prompts
 from scott.models import PRESETS, load_model
+from scott.recipe.config import RecipeConfig
 from scott.recipe.ddim import teacher_sample
-from scott.recipe.latents import tokenize
-from scott.recipe.teacher import diffusion_loss
+from scott.recipe.latents import LatentSet, encode_images, tokenize
+from scott.recipe.teacher import make_step_fn
 from scott.schedule import NoiseSchedule
 
 
@@ -61,34 +61,23 @@ def main() -> None:
         limit_rotation(args.max_deg)
 
     bundle = load_model(args.teacher)
-    vae, text_encoder, unet = bundle.vae, bundle.text_encoder, bundle.unet
-    scale = float(vae.config.scaling_factor)
-    means, stds, captions = [], [], []
+    text_encoder, unet = bundle.text_encoder, bundle.unet
     start = time.time()
-    with torch.no_grad():
-        for first in range(0, args.images, 64):
-            samples = [sample("train", i, TRAIN_CAPTIONS) for i in range(first, min(args.images, first + 64))]
-            posterior = vae.encode(images_to_tensor(np.stack([s.image for s in samples]))).latent_dist
-            means.append(posterior.mean * scale)
-            stds.append(posterior.std * scale)
-            captions += [s.caption for s in samples]
-    mean, std = torch.cat(means), torch.cat(stds)
-    ids, empty = tokenize(bundle.tokenizer, captions), tokenize(bundle.tokenizer, [""])[0]
+    mean, std, foreground, captions = encode_images(bundle.vae, args.images, batch_size=64)
+    data = LatentSet(mean, std, tokenize(bundle.tokenizer, captions), captions, foreground)
     print(f"encoded {args.images} images in {time.time() - start:.0f} s", flush=True)
 
-    # The recipe's teacher step (posterior samples, 10% caption dropout, v-MSE), at the recipe's final lr.
+    # The recipe's teacher step (posterior samples, 10% caption dropout, v-MSE, batch 32) at its final lr.
     unet.train().requires_grad_(True)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=2.5e-4, weight_decay=1e-2)
     schedule = NoiseSchedule.from_config(PRESETS["tiny"]["scheduler"])
+    empty_ids = tokenize(bundle.tokenizer, [""])[0]
+    step_fn = make_step_fn(text_encoder, unet, schedule, data, empty_ids, RecipeConfig())
     generator = torch.Generator().manual_seed(1)
     start = time.time()
     for step in range(args.steps):
-        index = torch.randint(0, len(mean), (32,), generator=generator)
-        z0 = mean[index] + std[index] * torch.randn(mean[index].shape, generator=generator)
-        batch_ids = ids[index].clone()
-        batch_ids[torch.rand(32, generator=generator) < 0.1] = empty
-        loss = diffusion_loss(text_encoder, unet, schedule, z0, batch_ids, generator)
+        loss, _ = step_fn(step, generator)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
