@@ -41,10 +41,16 @@ def pixels(params: RenderParams) -> np.ndarray:
     return render(params).astype(np.float64) / 127.5
 
 
-def other_value(attrs: Attributes, name: str, rng: np.random.Generator) -> str:
-    """A different valid value of one attribute (the background never takes the shape's colour, nor vice versa)."""
+def valid_values(attrs: Attributes, name: str) -> list[str]:
+    """Values of one attribute that make a valid record with the rest (the background never takes the shape's
+    colour, nor vice versa), its own value included."""
     clash = {"color": attrs.background, "background": attrs.color}.get(name)
-    values = [v for v in VOCAB[name] if v != getattr(attrs, name) and v != clash]
+    return [v for v in VOCAB[name] if v != clash]
+
+
+def other_value(attrs: Attributes, name: str, rng: np.random.Generator) -> str:
+    """A different valid value of one attribute."""
+    values = [v for v in valid_values(attrs, name) if v != getattr(attrs, name)]
     return values[int(rng.integers(len(values)))]
 
 
@@ -83,7 +89,7 @@ def teacher_signal(model_dir: Path, seed: int = 7) -> dict[str, dict[str, float]
     bundle = load_model(model_dir)
     out: dict[str, dict[str, float]] = {}
     for name in ATTRIBUTE_NAMES:
-        values = [v for v in VOCAB[name] if v != {"color": BASE.background, "background": BASE.color}.get(name)][:5]
+        values = valid_values(BASE, name)[:5]
         prompts = [dataclasses.replace(BASE, **{name: v}).caption() for v in values]
         with torch.no_grad():
             states = encode_prompts(bundle, prompts)
