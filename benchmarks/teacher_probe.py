@@ -77,6 +77,20 @@ VARIANTS |= {
     "emb10_fg3": EMB10 | {"foreground_weight": 3.0},
     "emb10_lr1e-3": EMB10 | {"lr": 1e-3},
 }
+# Text conditioning on the 2x latents (32x32x4; recipes/embedded-2x.toml): its teacher read no caption word but
+# the background at 2,400 steps and never the shape word by 6,000. X2 is that recipe's UNet. CPU rows (1 thread):
+# benchmarks/results/teacher_probe_x2_textpool_cpu.jsonl.
+X2 = {
+    "block_out_channels": [32, 32, 64, 128],
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+}
+VARIANTS |= {
+    "x2": EMB10 | {"arch": X2},
+    # The caption pooled by attention (DeepFloyd IF's TextTimeEmbedding) and added to the timestep embedding, so it
+    # reaches every ResNet block at every resolution, besides the cross-attention at 8x8 and 4x4.
+    "x2_textpool": EMB10 | {"arch": X2 | {"addition_embed_type": "text", "addition_embed_type_num_heads": 4}},
+}
 MILESTONES = [500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 14000, 16000, 20000, 25000, 30000]
 
 
