@@ -42,10 +42,16 @@ def pixels(params: RenderParams) -> np.ndarray:
 
 
 def valid_values(attrs: Attributes, name: str) -> list[str]:
-    """Values of one attribute that make a valid record with the rest (the background never takes the shape's
-    colour, nor vice versa), its own value included."""
-    clash = {"color": attrs.background, "background": attrs.color}.get(name)
-    return [v for v in VOCAB[name] if v != clash]
+    """Values of one attribute that make a valid record with the rest, its own value included: Attributes' own check
+    decides (the background never takes the shape's colour)."""
+    values = []
+    for value in VOCAB[name]:
+        try:
+            dataclasses.replace(attrs, **{name: value})
+        except ValueError:
+            continue
+        values.append(value)
+    return values
 
 
 def other_value(attrs: Attributes, name: str, rng: np.random.Generator) -> str:
@@ -62,14 +68,14 @@ def data_signal(images: int, seed: int = 0) -> dict[str, float]:
     for index in range(images):
         attrs = sample("train", index).attributes
         draw = int(rng.integers(1 << 30))
-        base = pixels(draw_params(attrs, np.random.default_rng(draw)))
+        params = draw_params(attrs, np.random.default_rng(draw))
+        base = pixels(params)
         for name in ATTRIBUTE_NAMES:
             changed = dataclasses.replace(attrs, **{name: other_value(attrs, name, rng)})
             changes[name].append(
                 float(((pixels(draw_params(changed, np.random.default_rng(draw))) - base) ** 2).mean())
             )
         if index < images // 8:  # 24 renders per shape: a subset is plenty
-            params = draw_params(attrs, np.random.default_rng(draw))
             means = [
                 np.mean([pixels(dataclasses.replace(params, shape=s, rotation=2 * math.pi * k / ROTATIONS))
                          for k in range(ROTATIONS)], axis=0)
