@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scott.recipe.config import load_config  # noqa: E402 (stdlib-only: light for the spawned processes)
+
 BASE_ARCH = {
     "block_out_channels": [32, 64, 128],
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
@@ -78,13 +80,9 @@ VARIANTS |= {
     "emb10_lr1e-3": EMB10 | {"lr": 1e-3},
 }
 # Text conditioning on the 2x latents (32x32x4; recipes/embedded-2x.toml): its teacher read no caption word but
-# the background at 2,400 steps and never the shape word by 6,000. X2 is that recipe's UNet. CPU rows (1 thread):
-# benchmarks/results/teacher_probe_x2_textpool_cpu.jsonl.
-X2 = {
-    "block_out_channels": [32, 32, 64, 128],
-    "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
-}
+# the background at 2,400 steps and never the shape word by 6,000. X2 is that recipe's UNet, read from it. CPU rows:
+# benchmarks/results/teacher_probe_x2_textpool_cpu{,_2threads}.jsonl.
+X2 = load_config(ROOT / "recipes" / "embedded-2x.toml").teacher.arch
 VARIANTS |= {
     "x2": EMB10 | {"arch": X2},
     # The caption pooled by attention (DeepFloyd IF's TextTimeEmbedding) and added to the timestep embedding, so it
@@ -151,7 +149,6 @@ def _train_variant(name: str, probe: ProbeRun) -> None:
     from scott.eval.classifier import load_classifier
     from scott.eval.prompts import eval_prompts
     from scott.models import PRESETS, ModelBundle, save_model
-    from scott.recipe.config import load_config
     from scott.recipe.ddim import teacher_sample
     from scott.recipe.latents import load_latents, tokenize
     from scott.recipe.teacher import build_teacher_networks, save_grid
@@ -289,7 +286,6 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from scott.recipe.config import load_config
     from scott.recipe.latents import run_latents_stage
     from scott.recipe.vae import adopt_vae_stage
     from scott.tokenizer import load_tokenizer, write_clip_tokenizer
