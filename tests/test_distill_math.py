@@ -212,3 +212,28 @@ def test_shipped_configs_load():
     assert files, "configs/distill/*.yaml missing"
     configs = {f.stem: load_config(f) for f in files}
     assert configs["vanilla_cd"].eta == 0.0 and configs["vanilla_cd"].adv_weight == 0.0
+
+
+@pytest.mark.parametrize("addition_embed_type", [None, "text"], ids=["plain", "pooled-text"])
+def test_discriminator_encoder_is_the_teachers_at_init(tiny, addition_embed_type):
+    # With LoRA's B at zero, D's mid-block features must be the teacher's own: a teacher that adds pooled text to
+    # its time embedding (addition_embed_type "text") would otherwise give D a different, weaker text condition.
+    # Without the private keys: from_config resets every key "_use_default_values" lists, addition_embed_type too.
+    config = {k: v for k, v in tiny.unet.config.items() if not k.startswith("_")}
+    config.update(addition_embed_type=addition_embed_type, addition_embed_type_num_heads=4)
+    torch.manual_seed(0)
+    teacher = UNet2DConditionModel.from_config(config).eval()
+    disc = UNetEncoderDiscriminator(teacher, lora_rank=4, head_channels=32).eval()
+    z, t, text = torch.randn(2, 4, 8, 8), torch.tensor([19, 999]), torch.randn(2, 77, 128)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.mid_block.register_forward_hook(lambda _m, _i, out, key=key: seen.__setitem__(key, out))
+        for key, m in (("teacher", teacher), ("disc", disc))
+    ]
+    with torch.no_grad():
+        teacher(z, t, encoder_hidden_states=text)
+        disc(z, t, text)
+    for hook in hooks:
+        hook.remove()
+    torch.testing.assert_close(seen["disc"], seen["teacher"])
+    assert (disc.add_embedding is not None) == (addition_embed_type == "text")

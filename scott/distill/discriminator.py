@@ -47,6 +47,12 @@ class UNetEncoderDiscriminator(nn.Module):
         self.conv_in = source.conv_in
         self.time_proj = source.time_proj
         self.time_embedding = source.time_embedding
+        # A teacher that adds pooled text to its time embedding (addition_embed_type "text") reads the caption in
+        # every ResNet block through it; D keeps that path, or it would judge with a weaker text condition.
+        addition = source.config.addition_embed_type
+        if addition not in (None, "text"):
+            raise ValueError(f"discriminator: addition_embed_type {addition!r} is not supported (None or 'text')")
+        self.add_embedding = source.add_embedding if addition == "text" else None
         self.down_blocks = source.down_blocks
         self.mid_block = source.mid_block
         self.requires_grad_(False)
@@ -57,8 +63,10 @@ class UNetEncoderDiscriminator(nn.Module):
     def forward(self, z: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         dtype = self.conv_in.weight.dtype
         emb = self.time_embedding(self.time_proj(t).to(dtype))  # no guidance condition: D judges images
-        h = self.conv_in(z.to(dtype))
         text = text.to(dtype)
+        if self.add_embedding is not None:
+            emb = emb + self.add_embedding(text)
+        h = self.conv_in(z.to(dtype))
         features = []
         for block in self.down_blocks:
             if getattr(block, "has_cross_attention", False):
