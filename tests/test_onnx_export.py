@@ -129,6 +129,32 @@ def test_unet_without_guidance_embedding_has_no_timestep_cond(tmp_path):
         np.testing.assert_allclose(out, UNetGraph(unet)(*batch2.values()).numpy(), atol=1e-4)
 
 
+def test_pooled_text_unet_exports_with_dynamic_batch_and_size(tmp_path):
+    # The shipped model's UNet adds attention-pooled text to its time embedding (addition_embed_type "text"): that
+    # pooling must trace with a dynamic batch and a latent size other than the one it was exported at.
+    torch.manual_seed(0)
+    config = {**PRESETS["tiny"]["unet"], "addition_embed_type": "text", "addition_embed_type_num_heads": 4}
+    unet = UNet2DConditionModel.from_config(config).eval()
+    assert unet.add_embedding is not None
+    spec = network_specs(ModelDims(77, 128, 4, 8, config["time_cond_proj_dim"]))["unet"]
+    inputs = {
+        "sample": torch.randn(1, 4, 8, 8),
+        "timestep": torch.tensor([999.0]),
+        "encoder_hidden_states": torch.randn(1, 77, 128),
+        "timestep_cond": torch.randn(1, config["time_cond_proj_dim"]),
+    }
+    path = tmp_path / spec.file_name
+    _export_graph(UNetGraph(unet), inputs, spec, path, opset=17, external_data=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    other = {k: torch.randn(3, *v.shape[1:]) for k, v in inputs.items() if k != "timestep"}
+    other["sample"] = torch.randn(3, 4, 16, 8)
+    other["timestep"] = torch.tensor([999.0, 500.0, 19.0])
+    feed = {name: other[name] for name in spec.input_names}
+    (out,) = session.run(None, {k: v.numpy() for k, v in feed.items()})
+    with torch.inference_mode():
+        np.testing.assert_allclose(out, UNetGraph(unet)(*feed.values()).numpy(), atol=1e-4)
+
+
 def test_resolve_prefers_the_models_own_export_and_rejects_stale_ones(exported, model_dir, tmp_path):
     out, _ = exported
     model = tmp_path / "model"
