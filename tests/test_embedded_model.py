@@ -10,6 +10,7 @@ import pytest
 from safetensors import safe_open
 
 from engines import load_pipeline
+from engines.onnx_export import export_onnx
 from scott.eval.evaluate import evaluate
 from scott.eval.generators import pipeline_generate_fn
 from scott.eval.prompts import eval_prompts
@@ -32,6 +33,14 @@ def test_weights_are_small_fp16_safetensors() -> None:
     assert total < 40 * 2**20, f"{total / 2**20:.1f} MiB"
     unet = json.loads((MODEL / "unet" / "config.json").read_text())
     assert unet["time_cond_proj_dim"] is not None  # the distilled student: one UNet call per step
+
+
+def test_exports_to_onnx_that_matches_torch(tmp_path: Path) -> None:
+    # The CPU backends serve this model through ONNX Runtime; export_onnx raises if any graph's output differs from
+    # PyTorch's beyond its tolerance, at two batch sizes and image shapes (the UNet's pooled text included).
+    manifest = export_onnx(MODEL, tmp_path)
+    assert manifest["model_info"]["default_size"] == 64
+    assert all(entry["max_abs_error"] <= manifest["tolerance"] for entry in manifest["networks"].values())
 
 
 @pytest.fixture(scope="module")
