@@ -188,18 +188,19 @@ def test_quick_recipe_builds_the_shipped_networks() -> None:
     }
 
 
-def test_2x_probe_recipe_changes_only_the_latent_size_and_budgets() -> None:
-    """recipes/embedded-2x.toml claims to be the shipped recipe with a 2x VAE; a drift would make its measurements
-    (scott/recipe/README.md) say nothing about the shipped recipe."""
+def test_2x_probe_recipe_is_the_shipped_one_without_pooled_text() -> None:
+    """recipes/embedded-2x.toml claims to be the shipped recipe without the pooled-text embedding (and a longer
+    teacher); a drift would make its measurements (scott/recipe/README.md) say nothing about the shipped recipe."""
     full, probe = (load_config(REPO / "recipes" / name).to_dict() for name in ("embedded.toml", "embedded-2x.toml"))
-    changed = {"vae": {"steps", "arch"}, "teacher": {"steps", "arch"}}
+    changed = {"teacher": {"steps", "arch"}}
     for section, values in full.items():
         if isinstance(values, dict):
             keep = set(values) - changed.get(section, set())
             assert {k: probe[section][k] for k in keep} == {k: values[k] for k in keep}, section
         else:
             assert probe[section] == values, section
-    assert len(probe["vae"]["arch"]["block_out_channels"]) == len(full["vae"]["arch"]["block_out_channels"]) - 1
+    pooled = {"addition_embed_type": "text", "addition_embed_type_num_heads": 4}
+    assert full["teacher"]["arch"] == probe["teacher"]["arch"] | pooled
 
 
 def test_unknown_config_fields_are_errors() -> None:
