@@ -109,6 +109,20 @@ def test_vae_graph_applies_scaling_and_shift_like_torch_backend(tmp_path):
     assert np.abs(actual - unscaled).max() > 0.05
 
 
+def _export_unet_and_compare(
+    unet, spec, export_inputs: dict, check_inputs: dict, tmp_path: Path
+) -> ort.InferenceSession:
+    """Export the UNet traced on export_inputs; assert ONNX Runtime matches torch on check_inputs (another shape)."""
+    path = tmp_path / spec.file_name
+    _export_graph(UNetGraph(unet), export_inputs, spec, path, opset=17, external_data=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = [check_inputs[name] for name in spec.input_names]
+    (out,) = session.run(None, {name: t.numpy() for name, t in zip(spec.input_names, feed, strict=True)})
+    with torch.inference_mode():
+        np.testing.assert_allclose(out, UNetGraph(unet)(*feed).numpy(), atol=1e-4)
+    return session
+
+
 def test_unet_without_guidance_embedding_has_no_timestep_cond(tmp_path):
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config({**PRESETS["tiny"]["unet"], "time_cond_proj_dim": None}).eval()
@@ -119,14 +133,9 @@ def test_unet_without_guidance_embedding_has_no_timestep_cond(tmp_path):
         "timestep": torch.tensor([999.0]),
         "encoder_hidden_states": torch.randn(1, 77, 128),
     }
-    path = tmp_path / spec.file_name
-    _export_graph(UNetGraph(unet), inputs, spec, path, opset=17, external_data=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == spec.input_names
     batch2 = {k: torch.cat([v, v]) for k, v in inputs.items()}
-    (out,) = session.run(None, {k: v.numpy() for k, v in batch2.items()})
-    with torch.inference_mode():
-        np.testing.assert_allclose(out, UNetGraph(unet)(*batch2.values()).numpy(), atol=1e-4)
+    session = _export_unet_and_compare(unet, spec, inputs, batch2, tmp_path)
+    assert [i.name for i in session.get_inputs()] == spec.input_names
 
 
 def test_pooled_text_unet_exports_with_dynamic_batch_and_size(tmp_path):
@@ -136,23 +145,21 @@ def test_pooled_text_unet_exports_with_dynamic_batch_and_size(tmp_path):
     config = {**PRESETS["tiny"]["unet"], "addition_embed_type": "text", "addition_embed_type_num_heads": 4}
     unet = UNet2DConditionModel.from_config(config).eval()
     assert unet.add_embedding is not None
-    spec = network_specs(ModelDims(77, 128, 4, 8, config["time_cond_proj_dim"]))["unet"]
+    cond_dim = config["time_cond_proj_dim"]
+    spec = network_specs(ModelDims(77, 128, 4, 8, cond_dim))["unet"]
     inputs = {
         "sample": torch.randn(1, 4, 8, 8),
         "timestep": torch.tensor([999.0]),
         "encoder_hidden_states": torch.randn(1, 77, 128),
-        "timestep_cond": torch.randn(1, config["time_cond_proj_dim"]),
+        "timestep_cond": torch.randn(1, cond_dim),
     }
-    path = tmp_path / spec.file_name
-    _export_graph(UNetGraph(unet), inputs, spec, path, opset=17, external_data=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    other = {k: torch.randn(3, *v.shape[1:]) for k, v in inputs.items() if k != "timestep"}
-    other["sample"] = torch.randn(3, 4, 16, 8)
-    other["timestep"] = torch.tensor([999.0, 500.0, 19.0])
-    feed = {name: other[name] for name in spec.input_names}
-    (out,) = session.run(None, {k: v.numpy() for k, v in feed.items()})
-    with torch.inference_mode():
-        np.testing.assert_allclose(out, UNetGraph(unet)(*feed.values()).numpy(), atol=1e-4)
+    batch3 = {
+        "sample": torch.randn(3, 4, 16, 8),
+        "timestep": torch.tensor([999.0, 500.0, 19.0]),
+        "encoder_hidden_states": torch.randn(3, 77, 128),
+        "timestep_cond": torch.randn(3, cond_dim),
+    }
+    _export_unet_and_compare(unet, spec, inputs, batch3, tmp_path)
 
 
 def test_resolve_prefers_the_models_own_export_and_rejects_stale_ones(exported, model_dir, tmp_path):
