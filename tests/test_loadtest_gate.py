@@ -1,4 +1,4 @@
-"""The load test's pure parts: the SLO gate, what counts as an image response, the ramp, the prompt file."""
+"""The load test's pure parts: the SLO gate, what counts as an image response, the ramp."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loadtests import make_prompts
 from loadtests.checks import image_problem, png_problem
 from loadtests.ramp import ramp_tick
 from loadtests.slo import Measured, Thresholds, evaluate
-from scott.data import parse_caption
 
 
 def _png(width: int = 8, height: int = 8) -> bytes:
@@ -132,15 +130,3 @@ def test_ramp_rises_holds_then_stops() -> None:
     assert ramp_tick(1.0, 3, 0.0, 5.0) == (3, 3.0)  # no ramp: all at once
     with pytest.raises(ValueError):
         ramp_tick(0.0, 0, 1.0, 1.0)
-
-
-# -- prompts --------------------------------------------------------------------------------------
-
-
-def test_prompt_file_is_the_generated_dataset_mix() -> None:
-    lines = make_prompts.PROMPTS_FILE.read_text().splitlines()
-    assert lines == make_prompts.prompts(), "run: .venv/bin/python -m loadtests.make_prompts"
-    assert len(set(lines)) > 200
-    records = [parse_caption(line) for line in lines]  # every line is a caption of the procedural dataset
-    assert sum(r.complete for r in records) > len(records) // 2
-    assert any(not r.complete for r in records)  # partial captions too, as in training
