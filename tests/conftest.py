@@ -29,8 +29,9 @@ def tiny_pipeline(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def live_server(tiny_model_dir: Path) -> Iterator:
     """The real app (loading the tiny model itself) served by uvicorn on a free port; yields a BackgroundServer."""
+    from background_server import BackgroundServer
+
     from server.app import create_app
-    from server.background import BackgroundServer
     from server.settings import ServerSettings
 
     settings = ServerSettings(model_dir=tiny_model_dir, device="cpu", max_batch_size=8, max_wait_ms=20)

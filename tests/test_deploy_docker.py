@@ -233,8 +233,9 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
 
 
 def test_healthcheck_fails_when_the_model_failed_to_load(tmp_path: Path) -> None:
+    from background_server import BackgroundServer
+
     from server.app import create_app
-    from server.background import BackgroundServer
     from server.settings import ServerSettings
 
     settings = ServerSettings(model_dir=tmp_path / "no-model", device="cpu")

@@ -6,9 +6,9 @@ import time
 
 import httpx
 import pytest
+from background_server import BackgroundServer
 
 from server.app import create_app
-from server.background import BackgroundServer
 from server.settings import ServerSettings
 
 SERIES = [

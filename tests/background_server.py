@@ -1,4 +1,4 @@
-"""Run an ASGI app with uvicorn on a free local port in a background thread (tests, benchmarks, notebooks)."""
+"""Run an ASGI app with uvicorn on a free local port in a background thread, for tests (httpx: a dev dependency)."""
 
 from __future__ import annotations
 
