@@ -1,6 +1,6 @@
 """Latency of each backend, stage by stage and end to end, beside diffusers' own pipeline on the same weights.
 
-    .venv/bin/python benchmarks/engines.py                      # tiny model, torch + onnx (+ tensorrt if present)
+    .venv/bin/python benchmarks/engines.py         # models/scott-tiny on torch + onnx (+ tensorrt if present)
     .venv/bin/python benchmarks/engines.py --model DIR --device cuda --batches 1,4,8
 
 Stages: text encoder, one UNet call, VAE decode. End to end: TextToImagePipeline.generate at 1/2/4
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engines import load_pipeline
 from engines.onnxruntime_backend import physical_cores
 from engines.tensorrt_env import missing_requirements
-from scott.models import build_model, load_model, save_model
+from scott.models import load_model
 from scott.pipeline import ImageRequest, TextToImagePipeline
 
+MODEL = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"  # the shipped model
 TARGET_SPEEDUP = 1.5
 GUIDANCE = 8.0
 
@@ -89,7 +89,7 @@ def diffusers_peer(model_dir: Path, device: torch.device):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="diffusers-format folder (default: the tiny preset, seed 0)")
+    parser.add_argument("--model", type=Path, default=MODEL, help="diffusers-format folder")
     parser.add_argument("--backends", default="torch,onnx,tensorrt", help="comma list; tensorrt is skipped if absent")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", default="1,4,8")
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=160)  # tables stay whole when piped to a file
 
     torch.set_num_threads(physical_cores())  # the same threads for torch as ORT gets
-    scratch = tempfile.TemporaryDirectory(prefix="scott-bench-")
-    model_dir = args.model or save_model(build_model("tiny", seed=0), Path(scratch.name) / "tiny")
+    model_dir: Path = args.model
+    if not (model_dir / "model_index.json").exists():
+        parser.error(f"no model at {model_dir} (the shipped one: git checkout -- models/scott-tiny)")
     device = torch.device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     step_counts = [int(s) for s in args.steps.split(",")]
@@ -176,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
         console.print(
             f"target ONNX Runtime >= {TARGET_SPEEDUP}x diffusers at batch 1, 1 step: {speedup:.2f}x {verdict}"
         )
-    scratch.cleanup()
     return 0
 
 

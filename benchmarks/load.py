@@ -139,7 +139,7 @@ def print_table(results: dict[str, LoadResult], args: argparse.Namespace) -> dic
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "scott-tiny", help="missing: a tiny model")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "scott-tiny", help="diffusers-format folder")
     parser.add_argument("--device", default=None, help="both servers; default: CUDA when present, else CPU")
     parser.add_argument("--users", type=int, default=8, help="concurrent closed-loop Locust users")
     parser.add_argument("--run-time", type=float, default=60.0, help="seconds per measured run")
@@ -157,13 +157,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    model: Path = args.model
+    if not (model / "model_index.json").exists():
+        raise SystemExit(f"no model at {model} (the shipped one: git checkout -- models/scott-tiny)")
     with tempfile.TemporaryDirectory(prefix="scott-load-") as tmp:
-        model = args.model
-        if not (model / "model_index.json").exists():
-            from scott.models import build_model, save_model
-
-            console.print(f"no model at {model}: using a random-weight tiny model")
-            model = save_model(build_model("tiny", seed=0), Path(tmp) / "scott-tiny")
         machine = f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
         console.print(f"model {model}, {machine}")
         ports = {name: free_port() for name in SERVERS}

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/serving.py [--model DIR] [--requests 64]
 
-All numbers come from one run on one model (default: a freshly made tiny model). The server runs as a
+All numbers come from one run on one model (default: the shipped one, models/scott-tiny). The server runs as a
 real `scott serve` subprocess (its own interpreter, as in production); the clients are async httpx in
 this process. Targets: HTTP overhead < 10% of pipeline time + 3 ms at concurrency 1; batching on
 >= 1.5x the images/s of batching off at concurrency 8.
@@ -16,7 +16,6 @@ import contextlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,7 +149,7 @@ async def throughput(url: str, concurrency: int, requests: int, steps: int) -> T
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="model folder; default: make a tiny model in a temp dir")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "scott-tiny", help="diffusers-format folder")
     parser.add_argument("--requests", type=int, default=64, help="requests per throughput point")
     parser.add_argument("--repeats", type=int, default=20, help="samples per latency point")
     parser.add_argument("--steps", type=int, default=4, help="sampler steps for the throughput runs")
@@ -158,31 +157,28 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="scott-bench-") as tmp:
-        model = args.model
-        if model is None:
-            from scott.models import build_model, save_model
+    model: Path = args.model
+    if not (model / "model_index.json").exists():
+        parser.error(f"no model at {model} (the shipped one: git checkout -- models/scott-tiny)")
+    import torch
 
-            model = save_model(build_model("tiny", seed=0), Path(tmp) / "scott-tiny")
-        import torch
-
-        console.print(
-            f"model {model.name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
-        )
-        raw = RawPipeline(model)
-        # Both servers run side by side (an idle one costs nothing) and the points alternate between
-        # them, so a change in machine load hits batching on and off alike.
-        with serve(model, 1, args.max_wait_ms) as off_url, serve(model, 8, args.max_wait_ms) as on_url:
-            latency = {steps: latency_point(on_url, raw, steps, args.repeats) for steps in (1, 4)}
-            del raw
-            # Warm every batch size once: the first call of a new shape builds kernels (oneDNN).
-            for url in (off_url, on_url):
-                asyncio.run(throughput(url, max(args.concurrency), max(args.concurrency), args.steps))
-            results: dict[int, dict[int, Throughput]] = {1: {}, 8: {}}
-            for c in args.concurrency:
-                results[1][c] = asyncio.run(throughput(off_url, c, args.requests, args.steps))
-                results[8][c] = asyncio.run(throughput(on_url, c, args.requests, args.steps))
+    console.print(
+        f"model {model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
+    raw = RawPipeline(model)
+    # Both servers run side by side (an idle one costs nothing) and the points alternate between
+    # them, so a change in machine load hits batching on and off alike.
+    with serve(model, 1, args.max_wait_ms) as off_url, serve(model, 8, args.max_wait_ms) as on_url:
+        latency = {steps: latency_point(on_url, raw, steps, args.repeats) for steps in (1, 4)}
+        del raw
+        # Warm every batch size once: the first call of a new shape builds kernels (oneDNN).
+        for url in (off_url, on_url):
+            asyncio.run(throughput(url, max(args.concurrency), max(args.concurrency), args.steps))
+        results: dict[int, dict[int, Throughput]] = {1: {}, 8: {}}
+        for c in args.concurrency:
+            results[1][c] = asyncio.run(throughput(off_url, c, args.requests, args.steps))
+            results[8][c] = asyncio.run(throughput(on_url, c, args.requests, args.steps))
 
     print_latency(latency)
     print_throughput(results, args)
