@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import torch  # noqa: E402
-from quality_eval import EvalSettings, evaluate_row, teacher_generate_fn, write_grid  # noqa: E402
+from quality_eval import EvalSettings, evaluate_row, write_grid  # noqa: E402
 from quality_report import improvements, print_report  # noqa: E402
 from quality_variants import (  # noqa: E402
     DistillRun,
@@ -42,6 +42,8 @@ from quality_variants import (  # noqa: E402
     knob_values,
 )
 from rich.console import Console  # noqa: E402
+
+from scott.eval.generators import teacher_generate_fn  # noqa: E402
 
 DEFAULT_BASE = ROOT / "configs" / "distill" / "tiny.yaml"
 

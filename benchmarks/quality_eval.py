@@ -18,8 +18,6 @@ from engines.engine_cache import write_json_atomic
 from scott.eval.classifier import AttributeClassifier
 from scott.eval.evaluate import GenerateFn, evaluate
 from scott.eval.spread import mean_std
-from scott.models import ModelBundle
-from scott.recipe.ddim import teacher_sample
 
 # The metrics every row reports (scott.eval.evaluate computes more; they are kept in the JSON).
 METRICS = ("fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
@@ -35,15 +33,6 @@ class EvalSettings:
 
     def seeds(self) -> list[int]:
         return [j * SEED_STRIDE for j in range(self.seed_sets)]
-
-
-def teacher_generate_fn(bundle: ModelBundle, steps: int, guidance: float) -> GenerateFn:
-    """The teacher: DDIM (eta 0, trailing timesteps) with classifier-free guidance at `guidance`."""
-
-    def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
-        return teacher_sample(bundle, prompts, seeds, steps, guidance)
-
-    return generate
 
 
 def _row_key(row: str, model_stamp: str, params: dict, settings: EvalSettings) -> str:

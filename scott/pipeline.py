@@ -1,4 +1,4 @@
-"""Prompt -> tokens -> text embeddings -> few-step sampler -> VAE decode -> images, with stage timings."""
+"""Prompt -> tokens -> text embeddings -> sampler -> VAE decode -> images, with stage timings."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ import numpy as np
 import torch
 from transformers import CLIPTokenizer
 
-from scott.backend import DiffusionBackend
+from scott.backend import DiffusionBackend, ModuleBackend
+from scott.images import to_uint8
 from scott.models import ModelBundle
-from scott.sampler import draw_noise, sample_consistency, sample_generators
+from scott.sampler import (
+    ConsistencySampler,
+    ModelFn,
+    Sampler,
+    classifier_free_guidance,
+    draw_noise,
+    sample_generators,
+)
 from scott.schedule import NoiseSchedule, guidance_scale_embedding
+from scott.tokenizer import token_counts, tokenize
 
-MAX_STEPS = 4
+CONSISTENCY = ConsistencySampler()
+MAX_STEPS = CONSISTENCY.max_steps  # what the served few-step sampler takes
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ class GenerationOutput:
 
 
 class TextToImagePipeline:
-    """Runs batches of ImageRequests through one backend. Stateless between calls."""
+    """Runs batches of ImageRequests through one backend and one sampler. Stateless between calls."""
 
     def __init__(
         self,
@@ -114,27 +124,32 @@ class TextToImagePipeline:
         tokenizer: CLIPTokenizer,
         schedule: NoiseSchedule,
         info: ModelInfo,
+        sampler: Sampler = CONSISTENCY,
     ) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
         self.schedule = schedule
         self.info = info
+        self.sampler = sampler
         self._empty_prompt: torch.Tensor | None = None  # cached for classifier-free guidance
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: ModelBundle, sampler: Sampler = CONSISTENCY, device: torch.device | str = "cpu"
+    ) -> TextToImagePipeline:
+        """The bundle's own modules, eagerly (e.g. a teacher during training, with DDIMSampler)."""
+        backend = ModuleBackend(bundle, device)
+        return cls(backend, bundle.tokenizer, bundle.schedule, ModelInfo.from_bundle(bundle), sampler)
 
     # -- text -------------------------------------------------------------------------------------
 
     def tokenize(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
         """Token ids padded to the encoder's window, and whether each prompt had to be truncated."""
-        window = self.info.max_prompt_tokens
-        # verbose=False: an over-long prompt is expected here (we report it), not worth a warning per request.
-        full = self.tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]
-        ids = self.tokenizer(
-            list(prompts), padding="max_length", max_length=window, truncation=True, return_tensors="pt"
-        )["input_ids"]
-        return ids, [len(tokens) > window for tokens in full]
+        counts = token_counts(self.tokenizer, prompts)
+        return tokenize(self.tokenizer, prompts), [n > self.info.max_prompt_tokens for n in counts]
 
     def count_tokens(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt, truncation=False, verbose=False)["input_ids"])
+        return token_counts(self.tokenizer, [prompt])[0]
 
     def _encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
         ids, truncated = self.tokenize(prompts)
@@ -155,8 +170,8 @@ class TextToImagePipeline:
         if len(keys) != 1:
             raise ValueError(f"requests in one batch must share (steps, width, height), got {sorted(keys)}")
         steps, width, height = keys.pop()
-        if not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
+        if not 1 <= steps <= self.sampler.max_steps:
+            raise ValueError(f"steps must be in [1, {self.sampler.max_steps}], got {steps}")
         problem = self.info.check_size(width, height)
         if problem:
             raise ValueError(problem)
@@ -175,10 +190,10 @@ class TextToImagePipeline:
         factor = self.info.vae_scale_factor
         generators = sample_generators([r.seed for r in requests])
         latent_shape = (self.info.latent_channels, height // factor, width // factor)
-        noise = draw_noise(generators, latent_shape, steps, device)
-        timesteps = self.schedule.inference_timesteps(steps).repeat(batch, 1)
+        noise = draw_noise(generators, latent_shape, self.sampler.noise_draws(steps), device)
+        timesteps = self.sampler.timesteps(self.schedule, steps).repeat(batch, 1)
         gamma = torch.tensor([r.gamma for r in requests], dtype=torch.float32)
-        clean = sample_consistency(model, self.schedule, timesteps, noise, gamma)
+        clean = self.sampler.sample(model, self.schedule, timesteps, noise, gamma)
         backend.synchronize()
         timings.unet = time.perf_counter() - start
 
@@ -188,31 +203,15 @@ class TextToImagePipeline:
         timings.vae = time.perf_counter() - start
         return GenerationOutput(images=pixels, timings=timings, prompt_truncated=truncated)
 
-    def _guided_model(self, text: torch.Tensor, guidance: torch.Tensor):
+    def _guided_model(self, text: torch.Tensor, guidance: torch.Tensor) -> ModelFn:
         """The sampler's model function: one UNet call with a guidance embedding, or true CFG."""
         backend, device = self.backend, self.backend.device
         dim = self.info.guidance_embedding_dim
         if dim is not None:
             cond = guidance_scale_embedding(guidance, dim).to(device)
             return lambda z, t: backend.predict(z, t, text, cond)
-        if bool((guidance == 1.0).all()):
-            return lambda z, t: backend.predict(z, t, text, None)
-        # Classifier-free guidance: eps_u + w (eps_c - eps_u), both halves in one UNet call.
-        uncond = self._empty_prompt_embedding().expand_as(text)
-        w = guidance.to(device).reshape(-1, 1, 1, 1)
-
-        def cfg_model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            out = backend.predict(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, text]), None)
-            out_uncond, out_text = out.chunk(2)
-            return out_uncond + w * (out_text - out_uncond)
-
-        return cfg_model
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B,3,H,W) in [-1, 1] -> (B,H,W,3) uint8, rounding as diffusers' image processor does.
-
-    Done on the device: a quarter of the bytes cross to the host, and the host does no float math.
-    """
-    pixels = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        # The empty prompt is encoded (once) only when some sample is really guided.
+        uncond = self._empty_prompt_embedding() if bool((guidance != 1.0).any()) else text
+        return classifier_free_guidance(
+            lambda z, t, context: backend.predict(z, t, context, None), text, uncond, guidance.to(device)
+        )

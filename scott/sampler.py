@@ -1,20 +1,27 @@
-"""The stateless 1–4 step stochastic consistency sampler.
+"""Every sampler, over one model function: the few-step consistency sampler and the teacher's DDIM-eta solver.
 
-Multistep consistency sampling (LCM, Luo et al. 2023, arXiv 2310.04378) with TCD's strategic
-stochastic sampling (Zheng et al. 2024, arXiv 2402.19159): each step predicts x0 with the
-consistency function, then re-noises to the next timestep with strength gamma. Unlike
-diffusers' LCMScheduler/TCDScheduler it keeps no state, takes one timestep schedule, one
-gamma and one seed per sample, so a single call serves any batch of requests and a sample's
-result does not depend on what it was batched with.
+1. Multistep consistency sampling (LCM, Luo et al. 2023, arXiv 2310.04378) with TCD's strategic
+   stochastic sampling (Zheng et al. 2024, arXiv 2402.19159): each step predicts x0 with the
+   consistency function, then re-noises to the next timestep with strength gamma. Unlike diffusers'
+   LCMScheduler/TCDScheduler it keeps no state and takes one timestep schedule, one gamma and one seed
+   per sample, so a single call serves any batch and a sample does not depend on its batch mates.
+2. DDIM with eta (Song et al. 2021, arXiv 2010.02502, eq. 12/16): eta = 0 is the deterministic ODE step
+   (the teacher's sampler, vanilla CD's solver), eta = 1 the DDPM ancestral step; SCott's teacher
+   solver (arXiv 2403.01505) is a few of these steps with eta between.
+3. Classifier-free guidance (Ho & Salimans 2022, arXiv 2207.12598) wraps any conditional model into
+   the model function both samplers take.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 
-from scott.schedule import NoiseSchedule, _per_sample
+from scott.schedule import NoiseSchedule, per_sample
 
 # (latents (B,C,H,W) float32, timesteps (B,) long) -> raw model output (B,C,H,W) float32
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -57,7 +64,7 @@ def consistency_denoise(
     if not boundary_condition:
         return x0
     c_skip, c_out = schedule.boundary_scalings(t)
-    return _per_sample(c_out, sample) * x0 + _per_sample(c_skip, sample) * sample
+    return per_sample(c_out, sample) * x0 + per_sample(c_skip, sample) * sample
 
 
 def renoise(
@@ -79,9 +86,9 @@ def renoise(
     # 1. the intermediate timestep s (per sample); -1 stands for the clean sample
     s = torch.floor((1.0 - gamma.to(torch.float64)) * t_next.to(torch.float64)).long()
     s = torch.where(gamma >= 1.0, torch.full_like(s, -1), s)
-    a_t = _per_sample(schedule.alpha_bar(t), sample)
-    a_s = _per_sample(schedule.alpha_bar(s), sample)
-    a_next = _per_sample(schedule.alpha_bar(t_next), sample)
+    a_t = per_sample(schedule.alpha_bar(t), sample)
+    a_s = per_sample(schedule.alpha_bar(s), sample)
+    a_next = per_sample(schedule.alpha_bar(t_next), sample)
     # 2. deterministic move to s along the trajectory through z_t and x0
     eps_hat = (sample - a_t.sqrt() * x0) / (1.0 - a_t).sqrt()
     z_s = a_s.sqrt() * x0 + (1.0 - a_s).sqrt() * eps_hat
@@ -124,3 +131,164 @@ def sample_consistency(
             return x0
         z = renoise(schedule, x0, z, t, timesteps[:, i + 1], gamma, noise[:, i + 1])
     raise AssertionError("unreachable: timesteps has at least one step")
+
+
+# -- DDIM-eta -----------------------------------------------------------------------------------------
+
+
+def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+    """Trailing timesteps, descending: round(arange(T, 0, -T / steps)) - 1 (999, 959, ... for 25 steps).
+
+    The spacing zero-terminal-SNR models need (Lin et al. 2023, arXiv 2305.08891): the first step starts
+    at t = 999, where the model has seen pure noise. diffusers' DDIMScheduler with timestep_spacing="trailing"
+    is the reference; it steps to t - T // n, which is the next timestep whenever n divides T.
+    """
+    T = schedule.num_train_timesteps
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    return torch.from_numpy(np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1)
+
+
+def substep_timesteps(t_n: torch.Tensor, skip: int, substeps: int) -> torch.Tensor:
+    """(B, h + 1) integer timesteps t_n = s_0 > s_1 > ... > s_h = t_n - skip; below 0 clamps to -1 (clean)."""
+    offsets = torch.round(torch.arange(substeps + 1, dtype=torch.float64) * skip / substeps).long()
+    return (t_n[:, None] - offsets.to(t_n.device)[None, :]).clamp(min=-1)
+
+
+def ddim_eta_step(
+    schedule: NoiseSchedule,
+    model_output: torch.Tensor,
+    z: torch.Tensor,
+    t: torch.Tensor,
+    t_next: torch.Tensor,
+    eta: float,
+    noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """One DDIM-eta step from z_t to z_{t_next} (t_next < t; t_next = -1 is the clean sample).
+
+    1. (x0, eps) from the model output under the schedule's prediction type (v/eps/sample, zero-SNR safe
+       for v and sample: at alpha_bar = 0, x0 = -v and eps = z_t).
+    2. sigma = eta * sqrt((1 - a_next) / (1 - a_t)) * sqrt(1 - a_t / a_next).
+    3. z_next = sqrt(a_next) x0 + sqrt(1 - a_next - sigma^2) eps + sigma * noise (no noise needed at eta = 0).
+    """
+    x0, eps = schedule.split_prediction(model_output, z, t)
+    a_t = per_sample(schedule.alpha_bar(t), z)
+    a_next = per_sample(schedule.alpha_bar(t_next), z)
+    # 1 - a_t > 0 always: t >= 0 on a DDPM schedule has some noise, so the ratio is finite.
+    variance = (1.0 - a_next) / (1.0 - a_t) * (1.0 - a_t / a_next)
+    sigma = eta * variance.clamp(min=0.0).sqrt()
+    direction = (1.0 - a_next - sigma**2).clamp(min=0.0).sqrt()
+    z_next = a_next.sqrt() * x0 + direction * eps
+    if eta == 0:
+        return z_next
+    if noise is None:
+        raise ValueError("a DDIM step with eta > 0 needs noise")
+    return z_next + sigma * noise
+
+
+def solve(
+    model: ModelFn,
+    schedule: NoiseSchedule,
+    z: torch.Tensor,
+    timesteps: torch.Tensor,
+    eta: float,
+    noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """DDIM-eta along per-sample timesteps (B, n + 1); noise (B, n, C, H, W) is each step's fresh noise.
+
+    Rows whose step does not move (both ends clamped to the clean -1) keep their value: the
+    model is never asked about t < 0.
+    """
+    z = z.to(torch.float32)
+    for j in range(timesteps.shape[1] - 1):
+        t, t_next = timesteps[:, j], timesteps[:, j + 1]
+        moving = per_sample(t_next < t, z)
+        out = model(z, t.clamp(min=0))
+        stepped = ddim_eta_step(schedule, out, z, t.clamp(min=0), t_next, eta, None if noise is None else noise[:, j])
+        z = torch.where(moving, stepped, z)
+    return z
+
+
+# -- classifier-free guidance ---------------------------------------------------------------------------
+
+# (latents, timesteps, text states) -> raw model output: a conditional model before guidance
+ConditionalFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def classifier_free_guidance(
+    predict: ConditionalFn, text: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor
+) -> ModelFn:
+    """out_u + w (out_c - out_u) at per-sample scales w (B,), both halves in one batched call; w = 1 is one call."""
+    if bool((w == 1.0).all()):
+        return lambda z, t: predict(z, t, text).to(torch.float32)
+    context = torch.cat([uncond.expand_as(text), text])
+    w4 = w.to(torch.float32).reshape(-1, 1, 1, 1)
+
+    def guided(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out_u, out_c = predict(torch.cat([z, z]), torch.cat([t, t]), context).to(torch.float32).chunk(2)
+        return out_u + w4 * (out_c - out_u)
+
+    return guided
+
+
+# -- the samplers a pipeline runs -----------------------------------------------------------------------
+
+
+class Sampler(Protocol):
+    """What a pipeline needs of a sampler: its timesteps, how much noise it draws, and the run itself."""
+
+    max_steps: int
+
+    def timesteps(self, schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+        """(steps,) long, descending."""
+        ...
+
+    def noise_draws(self, steps: int) -> int:
+        """Latent-shaped noise draws per sample: the starting latent, then each step's fresh noise."""
+        ...
+
+    def sample(
+        self, model: ModelFn, schedule: NoiseSchedule, timesteps: torch.Tensor, noise: torch.Tensor, gamma: torch.Tensor
+    ) -> torch.Tensor:
+        """timesteps (B, S), noise (B, noise_draws, C, H, W), gamma (B,) -> clean latents (B, C, H, W)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConsistencySampler:
+    """The served 1-4 step stochastic consistency sampler on the training grid (sample_consistency)."""
+
+    max_steps: int = 4
+
+    def timesteps(self, schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+        return schedule.inference_timesteps(steps)
+
+    def noise_draws(self, steps: int) -> int:
+        return steps
+
+    def sample(
+        self, model: ModelFn, schedule: NoiseSchedule, timesteps: torch.Tensor, noise: torch.Tensor, gamma: torch.Tensor
+    ) -> torch.Tensor:
+        return sample_consistency(model, schedule, timesteps, noise, gamma)
+
+
+@dataclass(frozen=True)
+class DDIMSampler:
+    """A teacher's many-step DDIM-eta sampler at trailing timesteps; per-request gamma does not apply."""
+
+    eta: float = 0.0
+    max_steps: int = 1000
+
+    def timesteps(self, schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+        return ddim_timesteps(schedule, steps)
+
+    def noise_draws(self, steps: int) -> int:
+        return 1 + steps if self.eta > 0 else 1
+
+    def sample(
+        self, model: ModelFn, schedule: NoiseSchedule, timesteps: torch.Tensor, noise: torch.Tensor, gamma: torch.Tensor
+    ) -> torch.Tensor:
+        clean = torch.full_like(timesteps[:, :1], -1)  # the last step lands on the clean sample
+        path = torch.cat([timesteps.to(noise.device), clean.to(noise.device)], dim=1)
+        fresh = noise[:, 1:] if self.eta > 0 else None
+        return solve(model, schedule, noise[:, 0], path, self.eta, fresh)

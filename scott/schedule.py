@@ -112,7 +112,7 @@ class NoiseSchedule:
         self, model_output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Turn a model output at timesteps t (one per sample) into (x0, eps) under the prediction type."""
-        a = _per_sample(self.alpha_bar(t), sample)
+        a = per_sample(self.alpha_bar(t), sample)
         sqrt_a, sqrt_b = a.sqrt(), (1.0 - a).sqrt()
         if self.prediction_type == "epsilon":
             x0 = (sample - sqrt_b * model_output) / sqrt_a
@@ -127,18 +127,20 @@ class NoiseSchedule:
             return eps
         if self.prediction_type == "sample":
             return x0
-        a = _per_sample(self.alpha_bar(t), x0)
+        a = per_sample(self.alpha_bar(t), x0)
         return a.sqrt() * eps - (1.0 - a).sqrt() * x0
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Forward diffusion q(z_t | x0) at timesteps t (one per sample)."""
-        a = _per_sample(self.alpha_bar(t), x0)
+        a = per_sample(self.alpha_bar(t), x0)
         return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
 
 
-def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Broadcast a (B,) tensor of per-sample scalars over a (B, ...) tensor."""
-    return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a (B,) tensor of per-sample scalars (or flags) over a (B, ...) tensor; floats take like's dtype."""
+    if values.is_floating_point():
+        values = values.to(like.dtype)
+    return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def guidance_scale_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:

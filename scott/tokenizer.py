@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 
+import torch
 from transformers import CLIPTokenizer
 
 MAX_LENGTH = 77
@@ -60,3 +62,17 @@ def load_tokenizer(tokenizer_dir: Path) -> CLIPTokenizer:
     if tokenizer.model_max_length > 10_000:  # folders without a max length: CLIP's window
         tokenizer.model_max_length = MAX_LENGTH
     return tokenizer
+
+
+def tokenize(tokenizer: CLIPTokenizer, prompts: Sequence[str]) -> torch.Tensor:
+    """(B, window) token ids, padded and truncated to the encoder's window, as SD pipelines feed CLIP."""
+    window = tokenizer.model_max_length
+    return tokenizer(list(prompts), padding="max_length", max_length=window, truncation=True, return_tensors="pt")[
+        "input_ids"
+    ]
+
+
+def token_counts(tokenizer: CLIPTokenizer, prompts: Sequence[str]) -> list[int]:
+    """Tokens of each prompt before truncation (start and end tokens included)."""
+    # verbose=False: an over-long prompt is expected here (callers report it), not worth a warning each.
+    return [len(ids) for ids in tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]]

@@ -12,14 +12,7 @@ from torch.utils.data import Dataset
 from scott.data.attributes import Attributes
 from scott.data.samples import FULL_CAPTIONS, TRAIN_CAPTIONS, CaptionPolicy, Sample, sample
 from scott.data.splits import Split, get_split
-
-
-def images_to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [-1, 1] (the VAE's and the classifier's input range)."""
-    x = torch.as_tensor(images)
-    if x.dtype != torch.uint8:
-        raise TypeError(f"expected uint8 images, got {x.dtype}")
-    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+from scott.images import images_to_tensor
 
 
 @dataclass

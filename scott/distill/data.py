@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from scott.images import images_to_tensor
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 DEFAULT_PROCEDURAL = 10_000
 
@@ -89,8 +91,7 @@ def pil_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
     image = image.crop((left, top, left + side, top + side))
     if side != resolution:
         image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return images_to_tensor(np.asarray(image, dtype=np.uint8)[None])[0]
 
 
 def resize_tensor(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -105,7 +106,7 @@ def resize_tensor(images: torch.Tensor, resolution: int) -> torch.Tensor:
 def finite_items(spec: DataSpec, resolution: int, chunk: int = 64) -> Iterator[tuple[torch.Tensor, list[str]]]:
     """Chunks (images (n, 3, R, R) in [-1, 1], captions) of a finite source, in a fixed order."""
     if spec.kind == "procedural":
-        from scott.data import TRAIN_CAPTIONS, images_to_tensor, sample
+        from scott.data import TRAIN_CAPTIONS, sample
 
         for start in range(0, spec.count, chunk):
             samples = [sample("train", i, TRAIN_CAPTIONS) for i in range(start, min(start + chunk, spec.count))]

@@ -19,6 +19,7 @@ import torch
 
 from scott.distill.data import DataSpec, finite_items, stream_items
 from scott.models import ModelBundle
+from scott.tokenizer import tokenize
 
 
 @dataclass
@@ -39,13 +40,7 @@ class Encoders:
 
     @torch.no_grad()
     def text(self, captions: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )["input_ids"]
+        ids = tokenize(self.tokenizer, captions)
         return self.text_encoder(ids.to(self.device))[0].float()
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from scott.sampler import consistency_denoise
-from scott.schedule import NoiseSchedule, guidance_scale_embedding
+from scott.schedule import NoiseSchedule, guidance_scale_embedding, per_sample
 
 COND_PROJ_KEY = "time_embedding.cond_proj.weight"
 
@@ -71,7 +71,7 @@ def target_fn(
     are then replaced, never used.
     """
     f = consistency_fn(ema_unet, schedule, z, t.clamp(min=0), text, w_cond)
-    clean = (t < 0).reshape(-1, *([1] * (z.dim() - 1)))
+    clean = per_sample(t < 0, z)
     return torch.where(clean, z.to(torch.float32), f)
 
 

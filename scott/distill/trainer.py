@@ -34,8 +34,8 @@ from scott.distill.latents import Encoders, LatentCache, StreamedBatches, cache_
 from scott.distill.losses import consistency_distance, hinge_d_loss, hinge_g_loss
 from scott.distill.progress import StepLog
 from scott.distill.student import build_student, consistency_fn, ema_update, guidance_condition, make_ema, target_fn
-from scott.distill.teacher_solver import cfg_model, solve, substep_timesteps
 from scott.models import load_model
+from scott.sampler import classifier_free_guidance, solve, substep_timesteps
 from scott.schedule import NoiseSchedule
 
 _DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -192,7 +192,7 @@ def _train_step(ctx: _StepContext, z0: torch.Tensor, text: torch.Tensor, step: i
     # 3-4. the teacher's SDE solve and the EMA target
     with torch.no_grad(), acc.autocast():
         timesteps = substep_timesteps(t_n, cfg.skip, cfg.substeps)
-        teacher = cfg_model(ctx.teacher, text, ctx.uncond, w, next(ctx.teacher.parameters()).dtype)
+        teacher = classifier_free_guidance(_unet_fn(ctx.teacher), text, ctx.uncond, w)
         z_hat = solve(teacher, schedule, z_tn, timesteps, cfg.eta, solver_noise)
         target = target_fn(ctx.ema, schedule, z_hat, timesteps[:, -1], text, w_cond)
 
@@ -232,6 +232,12 @@ def _train_step(ctx: _StepContext, z0: torch.Tensor, text: torch.Tensor, step: i
     values = torch.stack([loss.detach(), loss_cd.detach(), loss_g.detach(), loss_d.detach()]).float()
     values = acc.reduce(values, reduction="mean") if acc.num_processes > 1 else values
     return dict(zip(("loss", "loss_cd", "loss_g", "loss_d"), values.tolist(), strict=True))
+
+
+def _unet_fn(unet: torch.nn.Module):
+    """The frozen teacher as a conditional model function, run in its own weight dtype."""
+    dtype = next(unet.parameters()).dtype
+    return lambda z, t, text: unet(z.to(dtype), t, encoder_hidden_states=text.to(dtype)).sample
 
 
 # -- data, checkpoints, summaries ------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from scott.models import ModelBundle
 from scott.pipeline import ImageRequest, TextToImagePipeline
+from scott.sampler import DDIMSampler
 
 
 def pipeline_generate_fn(
@@ -28,3 +30,8 @@ def pipeline_generate_fn(
         return pipeline.generate(requests).images
 
     return generate
+
+
+def teacher_generate_fn(bundle: ModelBundle, steps: int, guidance_scale: float):
+    """generate_fn for a teacher: the same pipeline, with DDIM (eta = 0) at `steps` trailing timesteps and CFG."""
+    return pipeline_generate_fn(TextToImagePipeline.from_bundle(bundle, DDIMSampler()), steps, guidance_scale)

@@ -21,12 +21,13 @@ from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTokenizer
 
-from scott.data.dataset import images_to_tensor
 from scott.data.samples import TRAIN_CAPTIONS, sample
+from scott.images import images_to_tensor
 from scott.recipe.config import RecipeConfig
 from scott.recipe.loop import console, say
 from scott.recipe.stage import StageDir
 from scott.recipe.vae import foreground_mask, vae_dir
+from scott.tokenizer import tokenize
 
 STAGE = "latents"
 FILE = "latents.safetensors"
@@ -43,13 +44,6 @@ class LatentSet:
 
     def __len__(self) -> int:
         return int(self.mean.shape[0])
-
-
-def tokenize(tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
-    """Token ids padded to the tokenizer's window, exactly as the pipeline tokenizes prompts."""
-    return tokenizer(
-        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    )["input_ids"]
 
 
 @torch.no_grad()

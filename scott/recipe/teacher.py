@@ -25,11 +25,12 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from scott.models import PRESETS, ModelBundle, save_model
 from scott.recipe.config import RecipeConfig
-from scott.recipe.latents import LatentSet, load_latents, tokenize
+from scott.recipe.latents import LatentSet, load_latents
 from scott.recipe.loop import Schedule, Trainable, say, train
 from scott.recipe.stage import StageDir
 from scott.recipe.vae import vae_dir
 from scott.schedule import NoiseSchedule
+from scott.tokenizer import tokenize
 
 STAGE = "teacher"
 
@@ -169,9 +170,9 @@ def save_grid(images: np.ndarray, rows: int, path: Path) -> Path:
 def evaluate_teacher(model_dir: Path, out_dir: Path, tc) -> dict[str, dict[str, float]]:
     """Prompt accuracy etc. (scott.eval.evaluate) of DDIM samples with CFG at each of tc.eval_steps, plus grids."""
     from scott.eval.evaluate import evaluate
+    from scott.eval.generators import teacher_generate_fn
     from scott.eval.prompts import eval_prompts
     from scott.models import load_model
-    from scott.recipe.ddim import teacher_sample
 
     try:
         from scott.eval.classifier import load_classifier
@@ -184,15 +185,11 @@ def evaluate_teacher(model_dir: Path, out_dir: Path, tc) -> dict[str, dict[str, 
     prompts = eval_prompts(tc.eval_prompts, "heldout")
     results: dict[str, dict[str, float]] = {}
     for steps in tc.eval_steps:
-
-        def generate(ps: list[str], seeds: list[int], steps: int = steps) -> np.ndarray:
-            return teacher_sample(bundle, ps, seeds, steps, tc.eval_guidance)
-
+        generate = teacher_generate_fn(bundle, steps, tc.eval_guidance)
         metrics = evaluate(generate, prompts, tc.eval_per_prompt, classifier, real_floor=False)
         results[f"ddim{steps}"] = metrics
         rows = prompts[:8]  # one row per prompt, seeds 0-7 across
-        grid_prompts = [p for p in rows for _ in range(8)]
-        grid = teacher_sample(bundle, grid_prompts, list(range(8)) * len(rows), steps, tc.eval_guidance)
+        grid = generate([p for p in rows for _ in range(8)], list(range(8)) * len(rows))
         save_grid(grid, len(rows), out_dir / f"samples-ddim{steps}.png")
         say(
             STAGE,

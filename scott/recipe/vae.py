@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from scott.data.attributes import ATTRIBUTE_NAMES
-from scott.data.dataset import images_to_tensor, make_batch
+from scott.data.dataset import make_batch
+from scott.images import images_to_tensor, to_uint8
 from scott.models import PRESETS
 from scott.recipe.config import RecipeConfig
 from scott.recipe.loop import Schedule, Trainable, say, train
@@ -86,8 +87,7 @@ def reconstruct(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 64) 
     """uint8 (B, H, W, 3) reconstructions through the posterior mean, rounded as served images are."""
     out = []
     for x in images.split(batch_size):
-        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
-        out.append(((recon + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        out.append(to_uint8(vae.decode(vae.encode(x).latent_dist.mean).sample))
     return np.concatenate(out)
 
 
@@ -102,8 +102,8 @@ def evaluate_vae(vae: AutoencoderKL, count: int) -> dict[str, float | None]:
     """PSNR of reconstructions of held-out (val split) images, and the attribute classifier's accuracy on them."""
     batch = make_batch("val", 0, count)
     recon = reconstruct(vae, batch.images)
-    original = ((batch.images + 1) * 127.5).round()
-    mse = (torch.from_numpy(recon).permute(0, 3, 1, 2).float() - original).pow(2).mean(dim=(1, 2, 3))
+    error = torch.from_numpy(recon).float() - torch.from_numpy(to_uint8(batch.images)).float()
+    mse = error.pow(2).mean(dim=(1, 2, 3))
     psnr = 10 * torch.log10(255.0**2 / mse.clamp(min=1e-10))
     out: dict[str, float | None] = {"psnr": float(psnr.mean()), "psnr_min": float(psnr.min())}
     try:
