@@ -48,7 +48,10 @@ class JobResult:
 
 @dataclass(eq=False)
 class Job:
-    """One HTTP request: images that share a batch_key, a deadline, and a future for the result."""
+    """One HTTP request: images that share a batch_key, a deadline, and a future for the result.
+
+    The queue's view of it; the inference worker assembles its images into the JobResult.
+    """
 
     requests: Sequence[ImageRequest]
     deadline: float  # time.monotonic() seconds
@@ -56,11 +59,6 @@ class Job:
     future: Future[JobResult] = field(default_factory=Future)
     started: float | None = None  # when its first image was taken into a batch
     taken: int = 0  # images handed to the worker so far
-    # Filled by the worker as the job's images come out of batches.
-    _images: dict[int, np.ndarray] = field(default_factory=dict)
-    _truncated: bool = False
-    _timings: StageTimings = field(default_factory=StageTimings)
-    _batch_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.requests:
@@ -84,23 +82,10 @@ class Job:
     def cancelled(self) -> bool:
         return self.future.cancelled()
 
-    def record(self, index: int, image: np.ndarray, truncated: bool) -> None:
-        self._images[index] = image
-        self._truncated |= truncated
-
-    def add_batch(self, timings: StageTimings, batch_size: int) -> None:
-        self._timings.text += timings.text
-        self._timings.unet += timings.unet
-        self._timings.vae += timings.vae
-        self._batch_sizes.append(batch_size)
-
-    def finish_if_complete(self) -> bool:
-        if len(self._images) < self.size:
-            return False
-        queue_s = (self.started or self.arrived) - self.arrived
-        images = [self._images[i] for i in range(self.size)]
-        self.set_outcome(JobResult(images, self._truncated, self._timings, self._batch_sizes, queue_s))
-        return True
+    @property
+    def queue_s(self) -> float:
+        """Arrival -> its first image entering a batch."""
+        return (self.started or self.arrived) - self.arrived
 
     def set_outcome(self, outcome: JobResult | BaseException) -> None:
         """Complete the future unless it is already done (cancelled by its route, say)."""
@@ -138,10 +123,6 @@ class Batcher:
         """Images admitted and waiting for a batch."""
         return self._queued
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def submit(self, job: Job) -> None:
         with self._cond:
             if self._closed:
@@ -168,9 +149,8 @@ class Batcher:
             self._closed = True
             self._cond.notify_all()
 
-    def next_batch(self, timeout: float | None = None) -> list[Slot] | None:
-        """Block until a batch is due and return it; [] if `timeout` passed first; None once closed and empty."""
-        give_up = None if timeout is None else time.monotonic() + timeout
+    def next_batch(self) -> list[Slot] | None:
+        """Block until a batch is due and return it (never empty); None once closed and empty."""
         with self._cond:
             while True:
                 self._drop_dead()
@@ -184,10 +164,6 @@ class Batcher:
                     wait = due - now
                 elif self._closed:
                     return None
-                if give_up is not None:
-                    if now >= give_up:
-                        return []
-                    wait = give_up - now if wait is None else min(wait, give_up - now)
                 self._cond.wait(wait)
 
     # -- internals (caller holds the lock) -------------------------------------------------------

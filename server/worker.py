@@ -1,4 +1,4 @@
-"""The inference worker: the one thread that owns the device and calls pipeline.generate on batches."""
+"""The inference worker: the one thread that owns the device, runs batches, and assembles each job's result."""
 
 from __future__ import annotations
 
@@ -6,14 +6,37 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from scott.pipeline import GenerationOutput, ImageRequest, StageTimings
-from server.batcher import Batcher, Slot
+from server.batcher import Batcher, Job, JobResult, Slot
 
 log = logging.getLogger(__name__)
 
 GenerateFn = Callable[[Sequence[ImageRequest]], GenerationOutput]
 BatchHook = Callable[[int, StageTimings], None]  # (batch size, stage timings) after each batch
+
+
+@dataclass
+class _Assembly:
+    """A job's images as they come out of batches (a job larger than a batch spans several)."""
+
+    images: dict[int, np.ndarray] = field(default_factory=dict)  # index in the job -> image
+    truncated: bool = False
+    timings: StageTimings = field(default_factory=StageTimings)  # summed over its batches
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def add_batch(self, timings: StageTimings, batch_size: int) -> None:
+        self.timings.text += timings.text
+        self.timings.unet += timings.unet
+        self.timings.vae += timings.vae
+        self.batch_sizes.append(batch_size)
+
+    def result(self, job: Job) -> JobResult:
+        images = [self.images[i] for i in range(job.size)]
+        return JobResult(images, self.truncated, self.timings, self.batch_sizes, job.queue_s)
 
 
 class InferenceWorker:
@@ -24,11 +47,8 @@ class InferenceWorker:
         self._batcher = batcher
         self._on_batch = on_batch
         self._thread: threading.Thread | None = None
+        self._assemblies: dict[Job, _Assembly] = {}  # jobs with some images done; only the worker thread touches it
         self.batch_seconds = 0.0  # moving average of one batch's wall time, for Retry-After estimates
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         if self._thread is not None:
@@ -46,10 +66,9 @@ class InferenceWorker:
 
     def _loop(self) -> None:
         while (batch := self._batcher.next_batch()) is not None:
-            if batch:
-                self.run_batch(batch)
+            self._run_batch(batch)
 
-    def run_batch(self, batch: Sequence[Slot]) -> None:
+    def _run_batch(self, batch: Sequence[Slot]) -> None:
         jobs = list(dict.fromkeys(job for job, _ in batch))  # unique, in order
         start = time.perf_counter()
         try:
@@ -57,6 +76,7 @@ class InferenceWorker:
         except Exception as exc:
             log.exception("batch of %d images failed", len(batch))
             for job in jobs:
+                self._assemblies.pop(job, None)
                 job.set_outcome(exc)
                 self._batcher.cancel(job, reason="failed")  # its other images, if queued, must not run
             return
@@ -66,7 +86,15 @@ class InferenceWorker:
             self._on_batch(len(batch), output.timings)
         flags = output.prompt_truncated or [False] * len(batch)
         for (job, index), image, truncated in zip(batch, output.images, flags, strict=True):
-            job.record(index, image, truncated)
+            assembly = self._assemblies.setdefault(job, _Assembly())
+            assembly.images[index] = image
+            assembly.truncated |= truncated
         for job in jobs:
-            job.add_batch(output.timings, len(batch))
-            job.finish_if_complete()
+            assembly = self._assemblies[job]
+            assembly.add_batch(output.timings, len(batch))
+            if len(assembly.images) == job.size:
+                del self._assemblies[job]
+                job.set_outcome(assembly.result(job))
+        # A job cancelled between its batches never comes back: forget its partial images.
+        for job in [job for job in self._assemblies if job.future.done()]:
+            del self._assemblies[job]
