@@ -8,6 +8,7 @@ tuple of ints (fixed) and names (dynamic axes): "batch", "height"/"width" (laten
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -160,13 +161,19 @@ class Profile:
         return False
 
 
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*(?:[xX]\s*(\d{1,5})\s*)?$")
+
+
 def parse_size(text: str) -> tuple[int, int]:
-    """'512x768' (width x height) or '512' (square) -> (width, height)."""
-    parts = text.lower().split("x")
-    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT or SIDE")
-    width = int(parts[0])
-    return width, int(parts[-1])
+    """'512x384' (width x height) or '512' (square) -> (width, height): the one size grammar of every command.
+
+    A parsed size may still be one the model cannot make; ModelInfo.check_size says so.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"size must look like WIDTHxHEIGHT or SIDE, e.g. 512x384 or 512; got {text!r}")
+    width = int(match.group(1))
+    return width, int(match.group(2) or width)
 
 
 def default_sizes(info: ModelInfo) -> list[tuple[int, int]]:

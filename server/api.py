@@ -6,16 +6,14 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from server.batcher import JobResult
+from server.cancellation import with_cancellation
 from server.errors import ApiError
-from server.images import PNG, b64, wants_png
-from server.params import resolve
+from server.generation import generate as generate_images
+from server.images import PNG, wants_png
 from server.schemas import ErrorResponse, GeneratedImage, GenerateRequest, GenerateResponse, Timings
-from server.service import ClientGone, GenerationService
+from server.service import Generation, GenerationService
 
 router = APIRouter()
-
-CLIENT_CLOSED = 499  # nginx's code for "client closed request"; nobody receives it
 
 
 @router.post(
@@ -26,35 +24,23 @@ CLIENT_CLOSED = 499  # nginx's code for "client closed request"; nobody receives
         **{code: {"model": ErrorResponse} for code in (400, 406, 413, 422, 429, 503, 504)},
     },
 )
+@with_cancellation
 async def generate(body: GenerateRequest, request: Request) -> Response | GenerateResponse:
     start = time.perf_counter()
     service: GenerationService = request.app.state.service
-    info = service.require_ready()
-    params = resolve(
-        info,
-        body.prompt,
-        seed=body.seed,
-        steps=body.steps,
-        guidance_scale=body.guidance_scale,
-        gamma=body.gamma,
-        width=body.width,
-        height=body.height,
-        num_images=body.num_images,
-    )
     png = wants_png(request.headers.get("accept"))
-    if png and params.num_images != 1:
+    if png and body.num_images != 1:
         raise ApiError(
             406,
             "not_acceptable",
-            f"num_images: Accept: image/png returns exactly 1 image, {params.num_images} were asked for; "
+            f"num_images: Accept: image/png returns exactly 1 image, {body.num_images} were asked for; "
             "accept application/json for more",
             field="num_images",
         )
     timeout_s = None if body.timeout_ms is None else body.timeout_ms / 1000.0
-    try:
-        generation = await service.run(params.image_requests(), timeout_s, request)
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
+    generation = await generate_images(
+        service, body, n=body.num_images, width=body.width, height=body.height, timeout_s=timeout_s
+    )
     result = generation.result
     timings = Timings(
         queue=result.queue_s,
@@ -65,27 +51,29 @@ async def generate(body: GenerateRequest, request: Request) -> Response | Genera
         total=time.perf_counter() - start,
     )
     if png:
-        return Response(generation.pngs[0], media_type=PNG, headers=_png_headers(params.seed, result, timings))
+        return Response(generation.pngs[0], media_type=PNG, headers=_png_headers(generation, timings))
+    first = generation.params.first
     return GenerateResponse(
         model=service.settings.served_model_name,
-        images=[GeneratedImage(b64_png=b64(data), seed=params.seed + i) for i, data in enumerate(generation.pngs)],
-        width=params.width,
-        height=params.height,
-        steps=params.steps,
-        guidance_scale=params.guidance_scale,
-        gamma=params.gamma,
+        images=[GeneratedImage(b64_png=data, seed=seed) for data, seed in generation.b64_pngs()],
+        width=first.width,
+        height=first.height,
+        steps=first.steps,
+        guidance_scale=first.guidance_scale,
+        gamma=first.gamma,
         prompt_truncated=result.prompt_truncated,
         batch_sizes=result.batch_sizes,
         timings=timings,
     )
 
 
-def _png_headers(seed: int, result: JobResult, timings: Timings) -> dict[str, str]:
+def _png_headers(generation: Generation, timings: Timings) -> dict[str, str]:
     """A raw PNG carries its metadata in headers; Server-Timing (ms) shows up in browser dev tools."""
     stages = ("queue", "text", "unet", "vae", "encode", "total")
     server_timing = ", ".join(f"{name};dur={getattr(timings, name) * 1000:.2f}" for name in stages)
+    result = generation.result
     return {
-        "X-Seed": str(seed),
+        "X-Seed": str(generation.params.first.seed),
         "X-Prompt-Truncated": "true" if result.prompt_truncated else "false",
         "X-Batch-Sizes": ",".join(str(size) for size in result.batch_sizes),
         "Server-Timing": server_timing,

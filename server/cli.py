@@ -78,17 +78,17 @@ def generate(
     seed: Annotated[int, typer.Option(min=0, help="noise seed")] = 0,
     guidance: Annotated[float | None, typer.Option(min=0.0, help="guidance scale; default: the model's")] = None,
     gamma: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="stochasticity; default: the model's")] = None,
-    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT; default: the model's")] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT or SIDE; default: the model's")] = None,
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("out.png"),
     backend: Backend = None,
     device: Device = None,
 ) -> None:
     """Make one image in-process (no server) and write it as a PNG."""
     from engines import load_pipeline
+    from engines.shapes import parse_size
     from server.errors import ApiError
     from server.images import encode_png
     from server.params import resolve
-    from server.schemas import parse_size
     from server.settings import ServerSettings
 
     settings = ServerSettings(**_overrides(model_dir=model, backend=backend, device=device))
@@ -114,13 +114,13 @@ def generate(
     except ApiError as exc:
         raise typer.BadParameter(exc.message) from exc
     start = time.perf_counter()
-    output = pipeline.generate(params.image_requests())
+    output = pipeline.generate(params.expand())
     elapsed = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(encode_png(output.images[0]))
-    t = output.timings
+    t, first = output.timings, params.first
     typer.echo(
-        f"wrote {out} ({params.width}x{params.height}, {params.steps} steps, seed {params.seed}) in {elapsed:.3f}s "
+        f"wrote {out} ({first.width}x{first.height}, {first.steps} steps, seed {first.seed}) in {elapsed:.3f}s "
         f"[text {t.text:.3f}s, unet {t.unet:.3f}s, vae {t.vae:.3f}s]"
     )
     if output.prompt_truncated and output.prompt_truncated[0]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
+from engines.shapes import parse_size
+from server.cancellation import with_cancellation
 from server.errors import ApiError
-from server.images import b64
-from server.params import resolve
+from server.generation import generate
 from server.schemas import (
     ErrorResponse,
     OpenAIImage,
@@ -16,9 +17,8 @@ from server.schemas import (
     OpenAIImagesResponse,
     OpenAIModel,
     OpenAIModelList,
-    parse_size,
 )
-from server.service import ClientGone, GenerationService
+from server.service import GenerationService
 
 router = APIRouter(prefix="/v1")
 
@@ -34,7 +34,8 @@ def _invalid(field: str, message: str) -> ApiError:
     response_model=OpenAIImagesResponse,
     responses={code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 429, 503, 504)},
 )
-async def images_generations(body: OpenAIImageRequest, request: Request) -> Response | OpenAIImagesResponse:
+@with_cancellation
+async def images_generations(body: OpenAIImageRequest, request: Request) -> OpenAIImagesResponse:
     service: GenerationService = request.app.state.service
     name = service.settings.served_model_name
     if body.model is not None and body.model != name:
@@ -45,33 +46,18 @@ async def images_generations(body: OpenAIImageRequest, request: Request) -> Resp
         raise _invalid("stream", "streaming is not supported; omit stream or set it to false")
     if body.output_format not in (None, "png"):
         raise _invalid("output_format", f"{body.output_format!r} is not supported; only png")
-    info = service.require_ready()
     width = height = None
     if body.size is not None and body.size != "auto":
         try:
             width, height = parse_size(body.size)
         except ValueError as exc:
             raise _invalid("size", str(exc)) from exc
-    params = resolve(
-        info,
-        body.prompt,
-        seed=body.seed,
-        steps=body.steps,
-        guidance_scale=body.guidance_scale,
-        gamma=body.gamma,
-        width=width,
-        height=height,
-        num_images=body.n or 1,
-        size_field="size",
-    )
-    try:
-        generation = await service.run(params.image_requests(), None, request)
-    except ClientGone:
-        return Response(status_code=499)
+    generation = await generate(service, body, n=body.n or 1, width=width, height=height, size_field="size")
+    first = generation.params.first
     return OpenAIImagesResponse(
         created=int(time.time()),
-        data=[OpenAIImage(b64_json=b64(data), seed=params.seed + i) for i, data in enumerate(generation.pngs)],
-        size=f"{params.width}x{params.height}",
+        data=[OpenAIImage(b64_json=data, seed=seed) for data, seed in generation.b64_pngs()],
+        size=f"{first.width}x{first.height}",
     )
 
 

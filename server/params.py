@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 
 from scott.pipeline import ImageRequest, ModelInfo
 from server.errors import ApiError
-from server.schemas import MAX_SEED
+from server.limits import MAX_SEED
 
 
 @dataclass(frozen=True)
-class Params:
-    """A request's generation parameters with every default filled in."""
+class ImageRequests:
+    """The n images of one request: image i is `first` with seed first.seed + i.
 
-    prompt: str
-    seed: int
-    steps: int
-    guidance_scale: float
-    gamma: float
-    width: int
-    height: int
-    num_images: int
+    So a request for n images makes the same images as n requests for one image each.
+    """
 
-    def image_requests(self) -> list[ImageRequest]:
-        # Image i uses seed + i, so a request for n images equals n requests for one image each.
-        return [
-            ImageRequest(
-                self.prompt, self.seed + i, self.steps, self.guidance_scale, self.gamma, self.width, self.height
-            )
-            for i in range(self.num_images)
-        ]
+    first: ImageRequest
+    n: int = 1
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.first.seed + i for i in range(self.n)]
+
+    def expand(self) -> list[ImageRequest]:
+        return [dataclasses.replace(self.first, seed=seed) for seed in self.seeds]
 
 
 def resolve(
@@ -43,9 +39,9 @@ def resolve(
     gamma: float | None = None,
     width: int | None = None,
     height: int | None = None,
-    num_images: int = 1,
+    n: int = 1,
     size_field: str | None = None,
-) -> Params:
+) -> ImageRequests:
     """Fill defaults from the model and check the size against it (422 naming the field; size_field overrides)."""
     if not prompt.strip():
         raise ApiError(422, "invalid_request", "prompt: must contain more than whitespace", field="prompt")
@@ -55,7 +51,7 @@ def resolve(
     if problem:
         field = size_field or ("width" if problem.startswith("width") else "height")
         raise ApiError(422, "invalid_request", f"{field}: {problem}", field=field)
-    return Params(
+    first = ImageRequest(
         prompt=prompt,
         seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
         steps=info.default_steps if steps is None else steps,
@@ -63,5 +59,5 @@ def resolve(
         gamma=info.default_gamma if gamma is None else gamma,
         width=width,
         height=height,
-        num_images=num_images,
     )
+    return ImageRequests(first, n)

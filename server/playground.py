@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from scott.pipeline import MAX_STEPS
-from server.schemas import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, ErrorResponse
+from server.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS
+from server.schemas import ErrorResponse
 from server.service import GenerationService
 
 router = APIRouter()

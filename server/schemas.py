@@ -1,46 +1,39 @@
-"""The HTTP protocol: request and response models of every route, and their static limits."""
+"""The HTTP protocol: request and response models of every route (their static limits: server.limits)."""
 
 from __future__ import annotations
 
-import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from scott.pipeline import MAX_STEPS
+from server.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MAX_TIMEOUT_MS
 
-MAX_IMAGES = 8  # images per request
-
-MAX_PROMPT_CHARS = 2000  # far past the 77-token window; longer prompts are truncated, not rejected
-MAX_SEED = 2**32 - 1
-MAX_GUIDANCE = 20.0
-MAX_SIDE = 4096  # a static bound; the model's own limits (ModelInfo.check_size) apply after it
-MAX_TIMEOUT_MS = 600_000
-
-_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+# -- what every image route takes -----------------------------------------------------------------
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (width, height); ValueError if it is not of that form."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"size must look like WIDTHxHEIGHT, e.g. 64x64; got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
-# -- /generate ------------------------------------------------------------------------------------
-
-
-class GenerateRequest(BaseModel):
-    """POST /generate. Omitted fields take the model's defaults; image i uses seed + i."""
-
-    model_config = ConfigDict(extra="forbid")
+class SamplingFields(BaseModel):
+    """The prompt and the sampler's knobs, the same on every image route; omitted ones take the model's defaults."""
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="omitted: a random seed, returned")
     guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
     gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+
+    def sampling(self) -> dict[str, Any]:
+        """These fields alone, as keywords of server.params.resolve."""
+        return {name: getattr(self, name) for name in SamplingFields.model_fields}
+
+
+# -- /generate ------------------------------------------------------------------------------------
+
+
+class GenerateRequest(SamplingFields):
+    """POST /generate. Omitted fields take the model's defaults; image i uses seed + i."""
+
+    model_config = ConfigDict(extra="forbid")
+
     num_images: int = Field(1, ge=1, le=MAX_IMAGES)
     width: int | None = Field(None, ge=1, le=MAX_SIDE)
     height: int | None = Field(None, ge=1, le=MAX_SIDE)
@@ -79,23 +72,18 @@ class GenerateResponse(BaseModel):
 # -- OpenAI Images API ----------------------------------------------------------------------------
 
 
-class OpenAIImageRequest(BaseModel):
+class OpenAIImageRequest(SamplingFields):
     """POST /v1/images/generations, as the OpenAI Images API; steps, seed, guidance_scale, gamma are extensions."""
 
     # The official clients send fields this server has no use for (quality, style, user, ...): ignore them.
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(None, max_length=200)
     n: int | None = Field(None, ge=1, le=MAX_IMAGES)
-    size: str | None = Field(None, max_length=20, description="WIDTHxHEIGHT or auto")
+    size: str | None = Field(None, max_length=20, description="WIDTHxHEIGHT, SIDE (square) or auto")
     response_format: Literal["b64_json", "url"] | None = None
     output_format: str | None = Field(None, max_length=10)
     stream: bool | None = None
-    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
-    gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class OpenAIImage(BaseModel):

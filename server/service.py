@@ -1,11 +1,13 @@
-"""The generation service: model lifecycle (load, warm up, drain), admission, deadlines, disconnects, encoding.
+"""The generation service: model lifecycle (load, warm up, drain), admission, deadlines, encoding.
 
-Routes validate and call `run`; everything between a validated request and encoded PNGs happens here.
+Routes validate and call `run`; everything between a validated request and encoded PNGs happens here. A route
+whose client has gone cancels `run` (server.cancellation), which drops the job from the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -14,13 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from starlette.requests import Request
-
 from scott.pipeline import ImageRequest, ModelInfo, TextToImagePipeline
 from server.batcher import Batcher, DeadlineExceeded, Job, JobResult, QueueClosed, QueueFull
 from server.errors import ApiError
-from server.images import encode_pngs
+from server.images import b64, encode_pngs
 from server.metrics import ServerMetrics
+from server.params import ImageRequests
 from server.settings import ServerSettings
 from server.worker import InferenceWorker
 
@@ -30,15 +31,20 @@ log = logging.getLogger(__name__)
 State = Literal["loading", "ready", "failed", "draining", "stopping"]
 
 
-class ClientGone(Exception):
-    """The client disconnected while its request waited; nobody reads the answer."""
+# Cancel a run() with this message (task.cancel(DISCONNECTED)) when its client has gone: the drop counts as such.
+DISCONNECTED = "disconnected"
 
 
 @dataclass
 class Generation:
-    pngs: list[bytes]
+    params: ImageRequests
+    pngs: list[bytes]  # one per image, in order (image i has seed params.seeds[i])
     result: JobResult
     encode_s: float
+
+    def b64_pngs(self) -> list[tuple[str, int]]:
+        """Each image as (base64 PNG, seed), in order: what the JSON responses carry."""
+        return [(b64(png), seed) for png, seed in zip(self.pngs, self.params.seeds, strict=True)]
 
 
 class GenerationService:
@@ -57,6 +63,8 @@ class GenerationService:
         self.load_error: str | None = None
         self._state_lock = threading.Lock()  # the loader thread and shutdown race to change state
         self._inflight = 0  # requests inside run(); only touched on the event loop
+        self._idle = asyncio.Event()  # set while _inflight is 0: what the shutdown drain waits for
+        self._idle.set()
         self._encoder = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="scott-encode")
         metrics.track_queue_depth(lambda: self.batcher.depth)
 
@@ -111,10 +119,8 @@ class GenerationService:
             log.info("draining: readiness fails, still serving for %.1fs", self.settings.drain_seconds)
             await asyncio.sleep(self.settings.drain_seconds)
         self._stop_admitting()
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.settings.drain_timeout_s
-        while self._inflight and loop.time() < give_up:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.settings.drain_timeout_s)
         if self._inflight:
             log.warning("%d requests still running after %.1fs", self._inflight, self.settings.drain_timeout_s)
 
@@ -151,19 +157,22 @@ class GenerationService:
             503, "not_ready", f"the model is {self.state}{detail}", headers={"Retry-After": "1"}, reason="not_ready"
         )
 
-    async def run(self, images: list[ImageRequest], timeout_s: float | None, request: Request) -> Generation:
-        """Queue the images as one job, wait for them (bounded by the deadline and the client), encode PNGs."""
+    async def run(self, params: ImageRequests, timeout_s: float | None = None) -> Generation:
+        """Queue the images as one job, wait for them (bounded by the deadline), encode PNGs."""
         self._inflight += 1  # shutdown waits for this to reach 0 before the listener closes
+        self._idle.clear()
         try:
-            return await self._run(images, timeout_s, request)
+            return await self._run(params, timeout_s)
         finally:
             self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
 
-    async def _run(self, images: list[ImageRequest], timeout_s: float | None, request: Request) -> Generation:
+    async def _run(self, params: ImageRequests, timeout_s: float | None) -> Generation:
         limit = (
             self.settings.request_timeout_s if timeout_s is None else min(timeout_s, self.settings.request_timeout_s)
         )
-        job = Job(images, deadline=time.monotonic() + limit)
+        job = Job(params.expand(), deadline=time.monotonic() + limit)
         try:
             self.batcher.submit(job)
         except QueueFull as exc:
@@ -173,40 +182,37 @@ class GenerationService:
             ) from exc
         except QueueClosed as exc:
             raise _shutting_down() from exc
-        result = await self._wait(job, limit, request)
+        result = await self._wait(job, limit)
         self.metrics.queue_wait.observe(result.queue_s)
         start = time.perf_counter()
         pngs = await asyncio.get_running_loop().run_in_executor(self._encoder, encode_pngs, result.images)
         encode_s = time.perf_counter() - start
         self.metrics.encode.observe(encode_s)
-        return Generation(pngs, result, encode_s)
+        return Generation(params, pngs, result, encode_s)
 
-    async def _wait(self, job: Job, limit: float, request: Request) -> JobResult:
+    async def _wait(self, job: Job, limit: float) -> JobResult:
         result = asyncio.wrap_future(job.future)
-        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            done, _ = await asyncio.wait({result, gone}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the server cancelled the handler: drop the job too
-            self.batcher.cancel(job, reason="cancelled")
+            # asyncio.wait, not wait_for: the job is cancelled below, by the batcher, under the right reason.
+            done, _ = await asyncio.wait({result}, timeout=limit)
+        except asyncio.CancelledError as cancel:  # the route's client has gone, or the server cancelled it
+            reason = DISCONNECTED if cancel.args == (DISCONNECTED,) else "cancelled"
+            self.batcher.cancel(job, reason=reason)
+            if reason == DISCONNECTED:
+                self.metrics.reject(DISCONNECTED)
             raise
-        finally:
-            gone.cancel()
-        if result in done:
-            try:
-                return result.result()
-            except DeadlineExceeded as exc:
-                message = f"request deadline of {limit:.3f}s passed in the queue"
-                raise ApiError(504, "timeout", message, reason="timeout") from exc
-            except Exception as exc:
-                message = f"inference failed: {type(exc).__name__}: {exc}"
-                raise ApiError(500, "inference_failed", message, reason="failed") from exc
-        if gone in done:
-            self.batcher.cancel(job, reason="disconnected")
-            self.metrics.reject("disconnected")
-            raise ClientGone()
-        self.batcher.cancel(job, reason="timeout")
-        message = f"request deadline of {limit:.3f}s passed before the images were ready"
-        raise ApiError(504, "timeout", message, reason="timeout")
+        if not done:
+            self.batcher.cancel(job, reason="timeout")
+            message = f"request deadline of {limit:.3f}s passed before the images were ready"
+            raise ApiError(504, "timeout", message, reason="timeout")
+        try:
+            return result.result()
+        except DeadlineExceeded as exc:
+            message = f"request deadline of {limit:.3f}s passed in the queue"
+            raise ApiError(504, "timeout", message, reason="timeout") from exc
+        except Exception as exc:
+            message = f"inference failed: {type(exc).__name__}: {exc}"
+            raise ApiError(500, "inference_failed", message, reason="failed") from exc
 
     def _retry_after_s(self) -> int:
         """Seconds until the queue has likely drained: batches ahead times the recent batch time."""
@@ -219,9 +225,3 @@ def _shutting_down() -> ApiError:
     # Retry-After: another replica (or this one, restarted) can take the request at once.
     message = "the server is shutting down: it finishes the requests it has and takes no new ones; retry shortly"
     return ApiError(503, "shutting_down", message, headers={"Retry-After": "1"}, reason="shutting_down")
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client goes away. The body was read already, so receive() now waits for disconnect."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass

@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from server.schemas import MAX_IMAGES
+from server.limits import MAX_IMAGES
 
 
 class ServerSettings(BaseSettings):

@@ -33,6 +33,11 @@ def test_extensions_pass_through_extra_body_and_sizes_follow_the_model(client: o
     assert again.data[0].b64_json == result.data[0].b64_json
 
 
+def test_a_size_of_one_side_is_square(client: openai.OpenAI) -> None:
+    result = client.images.generate(prompt="a square", size="96", extra_body={"steps": 1})  # type: ignore[arg-type]
+    assert Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))).size == (96, 96)
+
+
 def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
     assert [model.id for model in client.models.list()] == ["scott-tiny"]
 
@@ -43,6 +48,7 @@ def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
         ({"response_format": "url"}, openai.BadRequestError, "b64_json"),
         ({"size": "1024x1024"}, openai.UnprocessableEntityError, "between 32 and 128"),
         ({"size": "big"}, openai.BadRequestError, "WIDTHxHEIGHT"),
+        ({"size": "12x"}, openai.BadRequestError, "WIDTHxHEIGHT or SIDE"),
         ({"n": 9}, openai.UnprocessableEntityError, "less than or equal to 8"),
         ({"model": "dall-e-3"}, openai.NotFoundError, "scott-tiny"),
         ({"output_format": "jpeg"}, openai.BadRequestError, "png"),
@@ -54,9 +60,9 @@ def test_unsupported_options_are_clear_errors(client: openai.OpenAI, kwargs: dic
     assert words in str(caught.value)
 
 
-def test_the_error_body_names_the_field(live_server) -> None:
-    response = httpx.post(
-        live_server.url + "/v1/images/generations", json={"prompt": "x", "response_format": "url"}, timeout=30
-    )
+@pytest.mark.parametrize("field", ["response_format", "size"])
+def test_the_error_body_names_the_field(live_server, field: str) -> None:
+    body = {"prompt": "x", "response_format": "url"} if field == "response_format" else {"prompt": "x", "size": "12x"}
+    response = httpx.post(live_server.url + "/v1/images/generations", json=body, timeout=30)
     assert response.status_code == 400
-    assert response.json()["error"]["field"] == "response_format"
+    assert response.json()["error"]["field"] == field
