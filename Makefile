@@ -31,7 +31,7 @@ $(MODEL)/model_index.json:
 # The full embedded-model recipe (VAE -> latents -> teacher -> SCott student), resumable, ~91 minutes on 2 CPU
 # cores; it overwrites $(MODEL) with the result (scott/recipe/README.md).
 embedded-model: $(STAMP)
-	$(BIN)/python -m scott.recipe.embedded --out runs/embedded --config recipes/embedded.toml --resume --export $(MODEL)
+	$(BIN)/python -m scott.recipe.embedded --out runs/embedded --config configs/recipe/embedded.toml --resume --export $(MODEL)
 
 serve: $(STAMP) $(MODEL)/model_index.json
 	$(BIN)/scott serve --model $(MODEL) --host $(HOST) --port $(PORT)

@@ -5,7 +5,7 @@
         [--eval-seeds 2] [--jobs 2] [--json FILE] [--grid FILE]
 
 Rows: the teacher (DDIM with classifier-free guidance) at 1/2/4/25 steps; vanilla CD (eta = 0, lambda_adv = 0)
-and SCott (the base config, configs/distill/tiny.yaml) at 1/2/4 steps through the serving pipeline; and an
+and SCott (the base config, configs/distill/tiny.toml) at 1/2/4 steps through the serving pipeline; and an
 ablation over eta, h and lambda_adv. Every student is distilled from the same teacher on the same data with the
 same budget (steps, batch, seed): only the named knob differs. Metrics (scott.eval, on held-out prompts): FID in
 the attribute classifier's feature space, prompt accuracy, precision / recall / density / coverage; with several
@@ -45,7 +45,7 @@ from rich.console import Console  # noqa: E402
 
 from scott.eval.generators import teacher_generate_fn  # noqa: E402
 
-DEFAULT_BASE = ROOT / "configs" / "distill" / "tiny.yaml"
+DEFAULT_BASE = ROOT / "configs" / "distill" / "tiny.toml"
 
 
 def _floats(text: str) -> list[float]:

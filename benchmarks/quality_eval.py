@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engines.engine_cache import write_json_atomic
+from scott.atomic import write_json_atomic
 from scott.eval.classifier import AttributeClassifier
 from scott.eval.evaluate import GenerateFn, evaluate
 from scott.eval.spread import mean_std

@@ -4,7 +4,6 @@ Every variant is the same `python -m scott.distill` run (same teacher, data, see
 knob changed from the base config: vanilla CD (eta = 0, lambda_adv = 0), SCott (the base config) and the
 eta / h / lambda_adv ablation. Each runs in its own folder under --work:
 
-    <work>/<name>/distill-config.json   the config file handed to the distiller
     <work>/<name>/model/                the student (diffusers folder)
     <work>/<name>/train/                the distiller's checkpoints, latent cache and log.jsonl
     <work>/<name>/variant.json          what this folder was trained for, and whether it is complete
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engines.engine_cache import write_json_atomic
+from scott.atomic import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +129,7 @@ def _step_times(train: Path) -> list[float]:
     if not log.is_file():
         return []
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [float(r["sec"]) for r in rows if "step" in r and "sec" in r]
+    return [float(r["seconds"]) for r in rows if "step" in r and "seconds" in r]
 
 
 def check_folder(run: DistillRun, variant: Variant) -> str:
@@ -177,14 +176,15 @@ def distill_variant(run: DistillRun, variant: Variant, log_to_file: bool = False
     if state != "complete":
         folder.mkdir(parents=True, exist_ok=True)
         _write_marker(folder, {"identity": run.identity(variant), "steps": run.base["steps"], "complete": False})
-        config_file = folder / "distill-config.json"
         config = {**run.config(variant), "progress": run.progress and not log_to_file}
-        config_file.write_text(json.dumps(config, indent=2) + "\n")
         _share_latent_cache(run.work, train)
         command = [
             sys.executable, "-m", "scott.distill", "--teacher", str(run.teacher), "--data", run.data,
-            "--out", str(model), "--work-dir", str(train), "--config", str(config_file),
+            "--out", str(model), "--work-dir", str(train),
         ]  # fmt: skip
+        # Every other DistillConfig field as its flag (the paths above are the run's, not the base file's).
+        fields = {k: v for k, v in config.items() if k not in ("teacher", "data", "out", "work_dir")}
+        command += [arg for name, value in fields.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         threads = int(run.base.get("cpu_threads") or 0)
         if threads > 0:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+
+from scott.atomic import atomic_path, write_json_atomic
 
 SIDECAR_FORMAT = 1
 DEFAULT_LOCK_TIMEOUT_S = 3600.0  # an SD-scale UNet build takes minutes; a stuck lock holder is a bug
@@ -124,14 +125,6 @@ def exclusive(lock_path: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Ite
         yield
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any], sort_keys: bool = False) -> Path:
-    """Write JSON so readers never see half a file: a per-process temp file, then an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=sort_keys))
-    os.replace(tmp, path)
-    return path
-
-
 class EngineCache:
     """Plans under one folder, found by key; built at most once per key at a time."""
 
@@ -203,15 +196,11 @@ class EngineCache:
                 return found
             plan, sidecar = self.plan_path(key), self.sidecar_path(key)
             sidecar.unlink(missing_ok=True)  # a stale or mismatched entry: replace it
-            tmp = plan.with_name(f".{plan.name}.{os.getpid()}.tmp")
             started = time.time()
-            try:
+            with atomic_path(plan) as tmp:
                 build(tmp)
                 if not tmp.is_file() or tmp.stat().st_size == 0:
                     raise EngineCacheError(f"building {key.network} produced no engine")
-                os.replace(tmp, plan)
-            finally:
-                tmp.unlink(missing_ok=True)
             # The sidecar goes last: a plan without one is never loaded.
             write_json_atomic(
                 sidecar,

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.engine_cache import exclusive, onnx_sha256, write_json_atomic
+from engines.engine_cache import exclusive, onnx_sha256
 from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, ModelDims, NetworkSpec, network_specs
+from scott.atomic import write_json_atomic
 from scott.models import SUBFOLDERS, ModelBundle, load_model
 from scott.pipeline import ModelInfo
 from scott.schedule import guidance_scale_embedding

@@ -9,15 +9,15 @@ TensorRT; everything else runs (and is tested) without it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256, write_json_atomic
+from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256
 from engines.onnx_export import OnnxExport, model_fingerprint, resolve_onnx_dir
 from engines.shapes import NETWORKS, ModelDims, Profile, build_profiles
+from scott.atomic import write_bytes_atomic, write_json_atomic
 from scott.pipeline import ModelInfo
 
 INDEX = "engines.json"
@@ -142,9 +142,7 @@ def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: st
         merged = config.get_timing_cache()
         if timing_cache.is_file():
             merged.combine(config.create_timing_cache(timing_cache.read_bytes()), ignore_mismatch=True)
-        tmp = timing_cache.with_name(f".{timing_cache.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(bytes(merged.serialize()))
-        os.replace(tmp, timing_cache)
+        write_bytes_atomic(timing_cache, bytes(merged.serialize()))
 
 
 def build_engine_set(

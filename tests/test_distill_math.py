@@ -3,8 +3,6 @@ equality with the teacher at init, the clean boundary of the target, LoRA/discri
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from diffusers import LCMScheduler, UNet2DConditionModel
@@ -14,9 +12,10 @@ from scott.distill.discriminator import UNetEncoderDiscriminator
 from scott.distill.export import distill_schedule, student_scheduler_config
 from scott.distill.lora import LoRALinear, inject_lora
 from scott.distill.losses import consistency_distance, hinge_d_loss, hinge_g_loss, pseudo_huber
-from scott.distill.student import build_student, consistency_fn, ema_update, guidance_condition, make_ema, target_fn
+from scott.distill.student import build_student, consistency_fn, guidance_condition, target_fn
 from scott.models import PRESETS, build_model
 from scott.schedule import NoiseSchedule
+from scott.train.ema import ema_update, make_ema
 
 
 @pytest.fixture(scope="module")
@@ -131,16 +130,15 @@ def test_exported_scheduler_keeps_the_teacher_schedule():
 
 
 def test_config_files_flags_and_validation(tmp_path):
-    (tmp_path / "a.yaml").write_text("eta: 0.0\nadv_weight: 0\nsteps: 7\n")
-    (tmp_path / "a.toml").write_text("eta = 0.5\nsubsteps = 2\n")
-    (tmp_path / "a.json").write_text(json.dumps({"distance": "l2"}))
-    cfg = load_config(tmp_path / "a.yaml", steps=None, seed=3)
-    assert (cfg.eta, cfg.adv_weight, cfg.steps, cfg.seed) == (0.0, 0, 7, 3)
-    assert load_config(tmp_path / "a.toml").substeps == 2
-    assert load_config(tmp_path / "a.json").distance == "l2"
-    (tmp_path / "bad.yaml").write_text("etaa: 1\n")
+    (tmp_path / "a.toml").write_text("eta = 0.0\nadv_weight = 0\nsteps = 7\nsubsteps = 2\n")
+    cfg = load_config(tmp_path / "a.toml", steps=None, seed=3)
+    assert (cfg.eta, cfg.adv_weight, cfg.steps, cfg.seed, cfg.substeps) == (0.0, 0, 7, 3, 2)
+    (tmp_path / "bad.toml").write_text("etaa = 1\n")
     with pytest.raises(ValueError, match="unknown config fields"):
-        load_config(tmp_path / "bad.yaml")
+        load_config(tmp_path / "bad.toml")
+    (tmp_path / "a.yaml").write_text("eta: 0.0\n")
+    with pytest.raises(ValueError, match=r"must be \.toml"):
+        load_config(tmp_path / "a.yaml")
     with pytest.raises(ValueError, match="w_min"):
         DistillConfig(w_min=5, w_max=2)
     with pytest.raises(ValueError, match="substeps"):
@@ -151,8 +149,8 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs" / "distill"
-    files = sorted(root.glob("*.yaml"))
-    assert files, "configs/distill/*.yaml missing"
+    files = sorted(root.glob("*.toml"))
+    assert {f.stem for f in files} >= {"tiny", "vanilla_cd", "scott_sd15"}
     configs = {f.stem: load_config(f) for f in files}
     assert configs["vanilla_cd"].eta == 0.0 and configs["vanilla_cd"].adv_weight == 0.0
 

@@ -30,7 +30,7 @@ def _parse_bool(text: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scott.distill", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=None, help="YAML/TOML/JSON file of config fields")
+    parser.add_argument("--config", type=Path, default=None, help="TOML file of config fields (configs/distill/*.toml)")
     hints = typing.get_type_hints(DistillConfig)
     for f in dataclasses.fields(DistillConfig):
         if f.name in _SKIP:

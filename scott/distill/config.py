@@ -17,13 +17,10 @@ split t_n -> t_m into h DDIM-eta steps at integer timesteps t_n - round(j * skip
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 Distance = Literal["huber", "l2"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
@@ -124,19 +121,11 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(DistillConfig))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML, TOML or JSON file of DistillConfig fields (unknown keys are an error, not a silent no-op)."""
+    """A TOML file of DistillConfig fields (the format of every config here; unknown keys are an error)."""
     path = Path(path)
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        values = yaml.safe_load(text) or {}
-    elif path.suffix == ".toml":
-        values = tomllib.loads(text)
-    elif path.suffix == ".json":
-        values = json.loads(text)
-    else:
-        raise ValueError(f"config file must be .yaml, .yml, .toml or .json, got {path.name}")
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a mapping of config fields")
+    if path.suffix != ".toml":
+        raise ValueError(f"config file must be .toml, got {path.name}")
+    values = tomllib.loads(path.read_text())
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
         raise ValueError(f"{path}: unknown config fields {unknown}; known: {', '.join(FIELD_NAMES)}")

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
+from scott.atomic import atomic_path
 from scott.distill.data import DataSpec, finite_items, stream_items
 from scott.models import ModelBundle
 from scott.tokenizer import tokenize
+from scott.train.rng import keyed_generator
 
 
 @dataclass
@@ -50,13 +52,6 @@ class Encoders:
         return dist.mean.float() * self.scaling, dist.std.float() * self.scaling
 
 
-def step_generator(seed: int, step: int, rank: int, stream: int) -> torch.Generator:
-    """A CPU generator owned by (seed, step, rank, stream): any step's randomness is reproducible alone,
-    so a resumed run continues exactly where it stopped, with no RNG state to save."""
-    key = hashlib.blake2b(f"{seed}/{step}/{rank}/{stream}".encode(), digest_size=8).digest()
-    return torch.Generator(device="cpu").manual_seed(int.from_bytes(key, "little") & ((1 << 63) - 1))
-
-
 class LatentCache:
     """A finite data set held as latents: posterior mean/std, a caption index, one embedding per caption."""
 
@@ -79,11 +74,9 @@ class LatentCache:
         return cls(torch.cat(means), torch.cat(stds), torch.tensor(index, dtype=torch.long), embeddings)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
         state = {"mean": self.mean, "std": self.std, "caption_index": self.caption_index, "emb": self.embeddings}
-        torch.save(state, tmp)
-        tmp.replace(path)  # atomic: another rank never reads half a file
+        with atomic_path(path) as tmp:  # another rank never reads half a file
+            torch.save(state, tmp)
 
     @classmethod
     def load(cls, path: Path) -> LatentCache:
@@ -98,10 +91,10 @@ class LatentCache:
         positions = torch.arange(start, start + batch_size)
         indices = torch.empty(batch_size, dtype=torch.long)
         for epoch in positions.div(n, rounding_mode="floor").unique().tolist():
-            perm = torch.randperm(n, generator=step_generator(seed, epoch, 0, 99))
+            perm = torch.randperm(n, generator=keyed_generator(seed, epoch, 0, 99))
             mask = positions.div(n, rounding_mode="floor") == epoch
             indices[mask] = perm[positions[mask] % n]
-        noise = torch.randn(self.mean[indices].shape, generator=step_generator(seed, step, rank, 1))
+        noise = torch.randn(self.mean[indices].shape, generator=keyed_generator(seed, step, rank, 1))
         latents = self.mean[indices] + self.std[indices] * noise
         return TrainBatch(latents=latents, text=self.embeddings[self.caption_index[indices]])
 
@@ -124,5 +117,5 @@ class StreamedBatches:
     def batch(self, seed: int, step: int, rank: int, world: int, batch_size: int) -> TrainBatch:
         pairs = [next(self.items) for _ in range(batch_size)]
         mean, std = self.encoders.images(torch.stack([p[0] for p in pairs]))
-        noise = torch.randn(mean.shape, generator=step_generator(seed, step, rank, 1)).to(mean.device)
+        noise = torch.randn(mean.shape, generator=keyed_generator(seed, step, rank, 1)).to(mean.device)
         return TrainBatch(latents=mean + std * noise, text=self.encoders.text([p[1] for p in pairs]))

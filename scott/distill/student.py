@@ -6,8 +6,6 @@ with the guidance scale w fed as `timestep_cond` so one UNet call per step serve
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from diffusers import UNet2DConditionModel
 
@@ -73,20 +71,6 @@ def target_fn(
     f = consistency_fn(ema_unet, schedule, z, t.clamp(min=0), text, w_cond)
     clean = per_sample(t < 0, z)
     return torch.where(clean, z.to(torch.float32), f)
-
-
-def make_ema(student: torch.nn.Module) -> UNet2DConditionModel:
-    """theta^-: a frozen fp32 copy of the student, moved by ema_update after each step."""
-    ema = copy.deepcopy(student)
-    return ema.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
-    """theta^- <- decay theta^- + (1 - decay) theta, in place."""
-    ema_params = list(ema.parameters())
-    params = [p.detach().to(e.dtype) for p, e in zip(student.parameters(), ema_params, strict=True)]
-    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
 
 
 def _config_of(unet: torch.nn.Module):

@@ -30,13 +30,15 @@ from scott.distill.config import DistillConfig
 from scott.distill.data import parse_spec
 from scott.distill.discriminator import UNetEncoderDiscriminator
 from scott.distill.export import distill_schedule, export_student
-from scott.distill.latents import Encoders, LatentCache, StreamedBatches, cache_path, step_generator
+from scott.distill.latents import Encoders, LatentCache, StreamedBatches, cache_path
 from scott.distill.losses import consistency_distance, hinge_d_loss, hinge_g_loss
-from scott.distill.progress import StepLog
-from scott.distill.student import build_student, consistency_fn, ema_update, guidance_condition, make_ema, target_fn
+from scott.distill.student import build_student, consistency_fn, guidance_condition, target_fn
 from scott.models import load_model
 from scott.sampler import classifier_free_guidance, solve, substep_timesteps
 from scott.schedule import NoiseSchedule
+from scott.train.ema import ema_update, make_ema
+from scott.train.log import RunLog
+from scott.train.rng import keyed_generator
 
 _DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -46,7 +48,7 @@ class DistillResult:
     model_dir: Path  # the student folder (diffusers format)
     work_dir: Path  # checkpoints, latent cache, log.jsonl
     steps: int  # the step count reached
-    seconds_per_step: float  # mean wall time of the steps this call ran (nan if none)
+    seconds_per_step: float  # mean wall time of the steps this call ran, the first excluded (nan if none)
     last_loss: float
 
 
@@ -112,21 +114,22 @@ def _distill(config: DistillConfig) -> DistillResult:
     accelerator.register_for_checkpointing(ema)
 
     start = _resume(accelerator, work) if config.resume else 0
-    log = StepLog(work / "log.jsonl", enabled=accelerator.is_main_process, progress=config.progress)
+    log = RunLog(work / "log.jsonl", "distill", enabled=accelerator.is_main_process, progress=config.progress)
     if start == 0:
         log.header(_run_header(config, student, disc, world))
+    else:
+        log.truncate(start)
     ctx = _StepContext(config, schedule, accelerator, student, ema, teacher, disc, opt, d_opt, lr_sched, uncond)
-    durations, last = [], float("nan")
+    last = float("nan")
     with log.bar(total=config.steps, start=start):
         for step in range(start, config.steps):
             began = time.perf_counter()
             key = 0 if config.overfit else step  # the step whose data and noise this step uses
             batch = data.batch(config.seed, key, rank, world, config.batch_size)
             metrics = _train_step(ctx, batch.latents.to(device), batch.text.to(device), key)
-            durations.append(time.perf_counter() - began)
             last = metrics["loss"]
-            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-                log.step(step + 1, {**metrics, "lr": lr_sched.get_last_lr()[0], "sec": durations[-1]})
+            logged = (step + 1) % config.log_every == 0 or step + 1 == config.steps
+            log.step(step + 1, {**metrics, "lr": lr_sched.get_last_lr()[0]}, time.perf_counter() - began, logged)
             # The last step is checkpointed too, so a finished run can be extended with more steps.
             if config.checkpoint_every and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
                 _save_checkpoint(accelerator, work, step + 1)
@@ -138,8 +141,8 @@ def _distill(config: DistillConfig) -> DistillResult:
         export_student(bundle, unwrapped, config, out)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    mean = sum(durations) / len(durations) if durations else float("nan")
-    return DistillResult(model_dir=out, work_dir=work, steps=config.steps, seconds_per_step=mean, last_loss=last)
+    rate = log.seconds_per_step
+    return DistillResult(model_dir=out, work_dir=work, steps=config.steps, seconds_per_step=rate, last_loss=last)
 
 
 def _multi_cpu() -> bool:
@@ -172,7 +175,7 @@ class _StepContext:
 def _train_step(ctx: _StepContext, z0: torch.Tensor, text: torch.Tensor, step: int) -> dict[str, float]:
     cfg, schedule, acc = ctx.config, ctx.schedule, ctx.accelerator
     device, batch = z0.device, z0.shape[0]
-    g = step_generator(cfg.seed, step, acc.process_index, 2)
+    g = keyed_generator(cfg.seed, step, acc.process_index, 2)
     grid = schedule.training_grid()
 
     # 1. timesteps, guidance scales and every noise of this step, drawn up front on the CPU

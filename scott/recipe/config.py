@@ -1,7 +1,7 @@
-"""Every knob of the embedded-model recipe, one dataclass per stage, filled from a TOML file (recipes/*.toml).
+"""Every knob of the embedded-model recipe, one dataclass per stage, filled from a TOML file (configs/recipe/*.toml).
 
 A stage's budget is its number of optimizer steps; the measured seconds per step are printed and logged, so a
-budget in minutes is steps x s/step on the machine at hand (see recipes/embedded.toml for the measurements).
+budget in minutes is steps x s/step on the machine at hand (see configs/recipe/embedded.toml for the measurements).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m scott.recipe.embedded --out runs/embedded [--config recipes/embedded.toml] [--resume]`.
+"""`python -m scott.recipe.embedded --out runs/embedded [--config configs/recipe/embedded.toml] [--resume]`.
 
 Runs the embedded model's recipe stage by stage: VAE -> latent cache -> teacher -> SCott student (scott.distill)
 -> export. Every stage checkpoints under <out>/<stage>/ and is skipped on resume once complete; the run is
@@ -19,10 +19,10 @@ from scott.models import SUBFOLDERS
 from scott.recipe.config import RecipeConfig, load_config
 from scott.recipe.distill_hook import run_distill_stage, student_dir
 from scott.recipe.latents import run_latents_stage
-from scott.recipe.loop import say
 from scott.recipe.teacher import run_teacher_stage, teacher_dir
 from scott.recipe.vae import adopt_vae_stage, run_vae_stage
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
+from scott.train.log import say
 
 STAGES = ("vae", "latents", "teacher", "distill")
 

@@ -24,10 +24,10 @@ from transformers import CLIPTokenizer
 from scott.data.samples import TRAIN_CAPTIONS, sample
 from scott.images import images_to_tensor
 from scott.recipe.config import RecipeConfig
-from scott.recipe.loop import console, say
 from scott.recipe.stage import StageDir
 from scott.recipe.vae import foreground_mask, vae_dir
 from scott.tokenizer import tokenize
+from scott.train.log import console, say
 
 STAGE = "latents"
 FILE = "latents.safetensors"

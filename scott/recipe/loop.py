@@ -1,5 +1,5 @@
-"""One training loop for every recipe stage: AdamW steps under a warm-up + cosine schedule, an EMA, checkpoints
-that resume bit-exactly, a JSONL loss log, and a rich progress bar with the measured seconds per step."""
+"""The loop of the recipe's supervised stages (VAE, teacher): AdamW steps under a warm-up + cosine schedule, the
+kit's EMA, step log and keyed generators, and checkpoints that resume bit-exactly."""
 
 from __future__ import annotations
 
@@ -9,19 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from scott.recipe.stage import StageDir, step_generator
+from scott.recipe.stage import StageDir
+from scott.train.ema import ema_update, warmup_decay
+from scott.train.log import RunLog, say
+from scott.train.rng import keyed_generator
 
 # step, generator -> (loss to minimise, scalars to log)
 StepFn = Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
-console = Console(stderr=True)
-
-
-def say(stage: str, message: str) -> None:
-    console.print(f"{stage}: {message}", markup=False, highlight=False)
 
 
 @dataclass
@@ -43,9 +39,8 @@ class Schedule:
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def ema_decay_at(self, step: int) -> float:
-        """EMA decay with a warm-up, so the average is not dominated by the random init in short runs."""
         assert self.ema_decay is not None
-        return min(self.ema_decay, (1 + step) / (10 + step))
+        return warmup_decay(self.ema_decay, step)
 
 
 @dataclass
@@ -79,12 +74,9 @@ class Trainable:
                 state.setdefault(int(pid), {})[name] = v
         self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
 
-    @torch.no_grad()
     def update_ema(self, decay: float) -> None:
         for n, m in self.modules.items():
-            for p_ema, p in zip(self.ema[n].parameters(), m.parameters(), strict=True):
-                if p.requires_grad:  # a frozen module's average is itself
-                    p_ema.lerp_(p, 1.0 - decay)
+            ema_update(self.ema[n], m, decay)
 
 
 def train(
@@ -100,53 +92,38 @@ def train(
     stop_after: leave after this many steps in this call, with a checkpoint (an interruption on purpose).
     """
     start = 0
+    log = RunLog(stage.log_file, stage.name)
     saved = stage.load_checkpoint()
     if saved is not None:
         start, tensors, state = saved
         trainable.load(tensors, state["param_groups"])
-        stage.truncate_log(start)
+        log.truncate(start)
         say(stage.name, f"resuming at step {start}/{schedule.steps}")
     end = schedule.steps if stop_after is None else min(schedule.steps, start + stop_after)
     params = trainable.parameters()
     for m in trainable.modules.values():
         m.train()
-    durations: list[float] = []
-    columns = (
-        TextColumn(f"[bold]{stage.name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} s/step  loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(stage.name, total=schedule.steps, completed=start, rate="-", loss="-")
+    with log.bar(total=schedule.steps, start=start):
         for step in range(start, end):
             t0 = time.perf_counter()
             lr = schedule.lr_at(step)
             for group in trainable.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-            loss, scalars = step_fn(step, step_generator(seed, stage.name, step))
+            loss, scalars = step_fn(step, keyed_generator(seed, stage.name, step))
             trainable.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm))
             trainable.optimizer.step()
             if trainable.ema:
                 trainable.update_ema(schedule.ema_decay_at(step))
-            durations.append(time.perf_counter() - t0)
-            rate = sum(durations[1:]) / max(1, len(durations) - 1) if len(durations) > 1 else durations[0]
-            stage.log(
-                {"step": step + 1, "loss": loss.item(), "lr": lr, "grad_norm": grad_norm, "seconds": durations[-1]}
-                | scalars
-            )
-            progress.update(task, advance=1, rate=f"{rate:.2f}", loss=f"{loss.item():.4f}")
             done = step + 1
+            metrics = {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm} | scalars
+            log.step(done, metrics, time.perf_counter() - t0)
             if done == end or done % schedule.checkpoint_every == 0:
-                stage.save_checkpoint(
-                    done, trainable.tensors(), {"param_groups": trainable.param_groups(), "s_per_step": rate}
-                )
-    if durations:
-        rate = sum(durations[1:]) / max(1, len(durations) - 1) if len(durations) > 1 else durations[0]
-        say(stage.name, f"{len(durations)} steps this run, {rate:.3f} s/step (first step excluded)")
+                extra = {"param_groups": trainable.param_groups(), "s_per_step": log.seconds_per_step}
+                stage.save_checkpoint(done, trainable.tensors(), extra)
+    if log.durations:
+        say(stage.name, f"{len(log.durations)} steps this run, {log.seconds_per_step:.3f} s/step (first step excluded)")
     for m in trainable.modules.values():
         m.eval()
     return end == schedule.steps

@@ -7,26 +7,14 @@ stage produces (a model folder, a latent file).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-
-def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
-    """A CPU generator owned by (seed, stage, step): a resumed run draws exactly what an uninterrupted one drew."""
-    key = hashlib.blake2b(f"{seed}/{stage}/{step}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(key, "little") & ((1 << 63) - 1))
-
-
-def _write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+from scott.atomic import write_json_atomic
 
 
 class StageDir:
@@ -59,7 +47,7 @@ class StageDir:
 
     def update(self, **fields: Any) -> None:
         """Add fields to the saved state (atomically)."""
-        _write_json_atomic(self.state_file, {**self.state(), "config": self.config, **fields})
+        write_json_atomic(self.state_file, {**self.state(), "config": self.config, **fields})
 
     def mark_complete(self, **results: Any) -> None:
         self.update(complete=True, **results)
@@ -71,7 +59,7 @@ class StageDir:
         old = self.state().get("checkpoint")
         name = f"checkpoint-{step}.safetensors"
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(self.path / name))
-        _write_json_atomic(
+        write_json_atomic(
             self.state_file, {"config": self.config, "complete": False, "step": step, "checkpoint": name, **extra}
         )
         if old and old != name:
@@ -83,16 +71,6 @@ class StageDir:
             return None
         return int(state["step"]), load_file(str(self.path / state["checkpoint"])), state
 
-    # -- loss log -------------------------------------------------------------------------------
-
-    def log(self, record: dict[str, Any]) -> None:
-        with (self.path / "log.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def truncate_log(self, step: int) -> None:
-        """Drop records after `step` (steps run after the last checkpoint of an interrupted run)."""
-        path = self.path / "log.jsonl"
-        if not path.is_file():
-            return
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(line + "\n" for line in keep))
+    @property
+    def log_file(self) -> Path:
+        return self.path / "log.jsonl"

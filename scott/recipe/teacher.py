@@ -26,11 +26,12 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from scott.models import PRESETS, ModelBundle, save_model
 from scott.recipe.config import RecipeConfig
 from scott.recipe.latents import LatentSet, load_latents
-from scott.recipe.loop import Schedule, Trainable, say, train
+from scott.recipe.loop import Schedule, Trainable, train
 from scott.recipe.stage import StageDir
 from scott.recipe.vae import vae_dir
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import tokenize
+from scott.train.log import say
 
 STAGE = "teacher"
 

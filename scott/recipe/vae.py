@@ -24,8 +24,9 @@ from scott.data.dataset import make_batch
 from scott.images import images_to_tensor, to_uint8
 from scott.models import PRESETS
 from scott.recipe.config import RecipeConfig
-from scott.recipe.loop import Schedule, Trainable, say, train
+from scott.recipe.loop import Schedule, Trainable, train
 from scott.recipe.stage import StageDir
+from scott.train.log import say
 
 STAGE = "vae"
 
