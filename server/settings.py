@@ -1,4 +1,8 @@
-"""Server settings: CLI flags and SCOTT_* environment variables, one validated object."""
+"""Server settings: SCOTT_* environment variables and `scott serve` flags, one validated object.
+
+Every field is a flag of `scott serve` (server/flags.py makes them: name, type and help from the field), so a
+setting is declared once, here, with its description as its help.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +16,23 @@ from server.limits import MAX_IMAGES
 
 
 class ServerSettings(BaseSettings):
-    """Everything a running server reads; e.g. SCOTT_MAX_BATCH_SIZE=4 sets max_batch_size."""
+    """Everything a running server reads; e.g. SCOTT_MAX_BATCH_SIZE=4 sets max_batch_size (a flag given wins)."""
 
     model_config = SettingsConfigDict(env_prefix="SCOTT_", protected_namespaces=(), extra="ignore")
 
-    model_dir: Path = Path("models/scott-tiny")
+    model_dir: Path = Field(Path("models/scott-tiny"), description="diffusers-format model folder")
     model_name: str | None = Field(None, description="name served in /v1/models; default: the folder name")
-    backend: str = "torch"
-    device: str | None = None
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    max_batch_size: int = Field(8, ge=1, le=256, description="images per UNet batch")
+    backend: str = Field("torch", description="runtime: torch | onnx | tensorrt")
+    device: str | None = Field(None, description="e.g. cpu, cuda, cuda:1; default: CUDA when present")
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    max_batch_size: int = Field(8, ge=1, le=256, description="images per UNet batch; 1 turns batching off")
     max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0, description="batch wait for company, under concurrency")
     max_queue: int = Field(64, ge=1, description="images admitted but not yet running; more get 429")
     request_timeout_s: float = Field(30.0, gt=0.0, description="deadline of every request; past it, 504")
-    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body; a larger one gets 413")
     encode_threads: int = Field(2, ge=1, le=64, description="threads that PNG-encode, off the inference thread")
-    warmup: bool = True
+    warmup: bool = Field(True, description="run a generation before readiness passes (per batch size on CUDA)")
     # Shutdown on SIGTERM: readiness fails at once, requests are still served for drain_seconds (so a load
     # balancer can stop routing here), then new requests get 503 and in-flight ones finish, up to drain_timeout_s.
     # An orchestrator's grace period (Kubernetes terminationGracePeriodSeconds) should exceed the sum of the two.
@@ -36,7 +40,7 @@ class ServerSettings(BaseSettings):
         0.0, ge=0.0, le=600.0, description="after SIGTERM, keep serving this long with readiness failing"
     )
     drain_timeout_s: float = Field(30.0, ge=0.0, description="how long shutdown waits for in-flight requests")
-    log_level: str = "info"
+    log_level: str = Field("info", description="uvicorn log level: critical | error | warning | info | debug | trace")
 
     @model_validator(mode="after")
     def _queue_fits_a_request(self) -> Self:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from server.cli import app
+from server.settings import ServerSettings
 
 runner = CliRunner()
 
@@ -47,6 +50,57 @@ def test_generate_rejects_sizes_the_model_cannot_make(made_model: Path, tmp_path
     assert malformed.exit_code == 2 and "WIDTHxHEIGHT" in malformed.output
     too_many_steps = runner.invoke(app, ["generate", "x", "--model", str(made_model), "--steps", "5"])
     assert too_many_steps.exit_code == 2
+
+
+def test_every_command_reads_sizes_in_one_grammar(made_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "square.png"
+    square = runner.invoke(app, ["generate", "x", "--model", str(made_model), "--size", "96", "--out", str(out)])
+    assert square.exit_code == 0, square.output
+    assert Image.open(out).size == (96, 96)
+    for command, flag in (["generate", "x"], "--size"), (["build-engines", "--out", str(tmp_path / "e")], "--sizes"):
+        bad = runner.invoke(app, [*command, "--model", str(made_model), flag, "12x"])
+        assert bad.exit_code == 2, bad.output
+        assert "WIDTHxHEIGHT or SIDE" in bad.output and "'12x'" in bad.output and flag in bad.output
+
+
+def test_serve_has_a_flag_for_every_setting_with_its_description_as_help() -> None:
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    params = {param.name: param for param in serve.params}
+    for name, field in ServerSettings.model_fields.items():
+        assert name in params, f"no flag for ServerSettings.{name}"
+        assert field.description and params[name].help.startswith(field.description), name
+        assert f"SCOTT_{name.upper()}" in params[name].help
+
+
+def test_serve_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[ServerSettings] = []
+    monkeypatch.setattr("server.app.serve", served.append)
+    monkeypatch.setenv("SCOTT_MAX_QUEUE", "32")
+    monkeypatch.setenv("SCOTT_PORT", "9001")
+    result = runner.invoke(app, ["serve", "--max-queue", "16", "--no-warmup", "--model", "/models/m"])
+    assert result.exit_code == 0, result.output
+    (settings,) = served
+    assert (settings.max_queue, settings.port, settings.warmup) == (16, 9001, False)
+    assert settings.model_dir == Path("/models/m")
+    assert settings.max_batch_size == ServerSettings.model_fields["max_batch_size"].default  # neither: the default
+    bad_flag = runner.invoke(app, ["serve", "--port", "70000"])
+    assert bad_flag.exit_code == 2 and "--port" in bad_flag.output and "65535" in bad_flag.output
+    monkeypatch.setenv("SCOTT_PORT", "many")
+    bad_env = runner.invoke(app, ["serve"])
+    assert bad_env.exit_code == 2 and "SCOTT_PORT" in bad_env.output
+    assert len(served) == 1
+
+
+def test_distill_has_a_flag_for_every_config_field() -> None:
+    from scott.distill import DistillConfig
+
+    result = runner.invoke(app, ["distill", "--help"])
+    assert result.exit_code == 0, result.output
+    for field in dataclasses.fields(DistillConfig):
+        if field.name != "extras":  # free-form notes, not a knob
+            assert "--" + field.name.replace("_", "-") in result.output, field.name
+    missing = runner.invoke(app, ["distill", "--data", "procedural:8", "--steps", "1"])
+    assert missing.exit_code == 2 and "teacher" in missing.output
 
 
 def test_make_model_rejects_unknown_presets(tmp_path: Path) -> None:
