@@ -116,6 +116,23 @@ def _graph_tensors(graph: Any) -> Iterator[Any]:
                 yield from _graph_tensors(subgraph)
 
 
+def read_versioned_json(path: Path, format_version: int, missing: str) -> dict[str, Any]:
+    """A JSON object this package wrote with {"format": format_version}; `missing` says what to run when absent.
+
+    FileNotFoundError when there is no file, ValueError (naming the file) when it is not such an object.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(missing)
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    found = data.get("format") if isinstance(data, dict) else None
+    if found != format_version:
+        raise ValueError(f"{path} has format {found}, this version reads {format_version}")
+    return data
+
+
 @contextlib.contextmanager
 def exclusive(lock_path: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
     """An inter-process (and inter-thread) lock on a file; raises filelock.Timeout after timeout_s."""

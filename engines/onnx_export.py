@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.engine_cache import exclusive, onnx_sha256
+from engines.engine_cache import exclusive, onnx_sha256, read_versioned_json
 from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, ModelDims, NetworkSpec, network_specs
 from scott.atomic import write_json_atomic
 from scott.models import SUBFOLDERS, ModelBundle, load_model
@@ -302,24 +301,31 @@ def export_onnx(
 
 @dataclass(frozen=True)
 class OnnxExport:
-    """A verified export folder, as runtimes read it."""
+    """A verified export folder, as runtimes read it: `OnnxExport.read` is the one reader of a manifest."""
 
     root: Path
     manifest: dict[str, Any]
 
+    @staticmethod
+    def exists(root: str | Path) -> bool:
+        """Whether root holds an export (a manifest; `read` checks the rest)."""
+        return (Path(root) / MANIFEST).is_file()
+
     @classmethod
     def read(cls, root: str | Path) -> OnnxExport:
+        """The export in root, after checking that its manifest is complete and names files that exist."""
         root = Path(root)
         path = root / MANIFEST
-        if not path.is_file():
-            raise FileNotFoundError(f"{root} holds no ONNX export (no {MANIFEST}); run `scott export`")
-        manifest = json.loads(path.read_text())
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"{path} has format {manifest.get('format')}, this version reads {MANIFEST_FORMAT}")
-        export = cls(root, manifest)
-        for name in NETWORKS:
-            if not export.path(name).is_file():
-                raise FileNotFoundError(f"{root}: the manifest names {export.path(name).name}, which is missing")
+        missing = f"{root} holds no ONNX export (no {MANIFEST}); run `scott export`"
+        export = cls(root, read_versioned_json(path, MANIFEST_FORMAT, missing))
+        try:  # parse every part a runtime reads now, so a bad manifest fails here, naming its file
+            _ = export.dims, export.info(), export.fingerprint
+            files = [export.path(name) for name in NETWORKS]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not a complete export manifest ({type(err).__name__}: {err})") from err
+        for file in files:
+            if not file.is_file():
+                raise FileNotFoundError(f"{root}: the manifest names {file.name}, which is missing")
         return export
 
     @property
@@ -373,7 +379,7 @@ def resolve_onnx_dir(
     fingerprint = model_fingerprint(model_dir)
     candidates = [Path(onnx_dir)] if onnx_dir is not None else [model_dir / "onnx"]
     for candidate in candidates:
-        if (candidate / MANIFEST).is_file():
+        if OnnxExport.exists(candidate):
             found = OnnxExport.read(candidate)
             if found.fingerprint != fingerprint:
                 raise ValueError(
@@ -386,10 +392,10 @@ def resolve_onnx_dir(
         return Path(onnx_dir)
 
     target = Path(cache_dir or default_cache_dir()) / "onnx" / fingerprint[:16]
-    if (target / MANIFEST).is_file():
+    if OnnxExport.exists(target):
         return target
     with exclusive(target.with_suffix(".lock")):
-        if (target / MANIFEST).is_file():  # exported by another process while we waited
+        if OnnxExport.exists(target):  # exported by another process while we waited
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

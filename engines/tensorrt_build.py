@@ -8,13 +8,12 @@ TensorRT; everything else runs (and is tested) without it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256
+from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256, read_versioned_json
 from engines.onnx_export import OnnxExport, model_fingerprint, resolve_onnx_dir
 from engines.shapes import NETWORKS, ModelDims, Profile, build_profiles
 from scott.atomic import write_bytes_atomic, write_json_atomic
@@ -91,11 +90,8 @@ class EngineSet:
     def read(cls, root: str | Path) -> EngineSet:
         root = Path(root)
         path = root / INDEX
-        if not path.is_file():
-            raise FileNotFoundError(f"{root} holds no TensorRT engines ({INDEX} missing): run `scott build-engines`")
-        data = json.loads(path.read_text())
-        if data.get("format") != INDEX_FORMAT:
-            raise ValueError(f"{path} has format {data.get('format')}, this version reads {INDEX_FORMAT}")
+        missing = f"{root} holds no TensorRT engines ({INDEX} missing): run `scott build-engines`"
+        data = read_versioned_json(path, INDEX_FORMAT, missing)
         engines = {}
         for network, entry in data["engines"].items():
             profile = Profile(

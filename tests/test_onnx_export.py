@@ -42,7 +42,7 @@ def exported(model_dir, tmp_path_factory) -> tuple[Path, dict]:
 
 def test_export_is_verified_and_described(exported):
     out, manifest = exported
-    assert json.loads((out / MANIFEST).read_text()) == manifest
+    assert OnnxExport.read(out).manifest == manifest
     assert set(manifest["networks"]) == set(NETWORKS)
     for name, entry in manifest["networks"].items():
         path = out / entry["file"]
@@ -191,3 +191,15 @@ def test_read_rejects_incomplete_exports(exported, tmp_path):
     (broken / "unet.onnx").unlink()
     with pytest.raises(FileNotFoundError, match=r"unet\.onnx"):
         OnnxExport.read(broken)
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(out, incomplete)
+    manifest = OnnxExport.read(out).manifest
+    (incomplete / MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if k != "dims"}))
+    with pytest.raises(ValueError, match=r"manifest\.json is not a complete export manifest \(KeyError: 'dims'\)"):
+        OnnxExport.read(incomplete)
+    (incomplete / MANIFEST).write_text('{"format": 1,')
+    with pytest.raises(ValueError, match=r"manifest\.json is not valid JSON"):
+        OnnxExport.read(incomplete)
+    (incomplete / MANIFEST).write_text(json.dumps({**manifest, "format": 2}))
+    with pytest.raises(ValueError, match="has format 2, this version reads 1"):
+        OnnxExport.read(incomplete)
