@@ -64,12 +64,6 @@ class NetworkSpec:
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
 
-    def tensor(self, name: str) -> TensorSpec:
-        for spec in (*self.inputs, *self.outputs):
-            if spec.name == name:
-                return spec
-        raise KeyError(f"{self.name} has no tensor {name!r}")
-
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """torch.onnx.export's dynamic_axes argument."""
         return {t.name: t.dynamic_axes() for t in (*self.inputs, *self.outputs) if t.dynamic_axes()}

@@ -31,9 +31,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class ServerMetrics:
     """The series a server exports; label values are fixed sets, never request content."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()  # one per app: two apps in a process never share series
         self.request_duration = Histogram(
             "scott_request_duration_seconds",
             "Wall time of a generation request, arrival to response, by endpoint and status code",
