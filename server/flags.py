@@ -1,6 +1,6 @@
 """Command-line flags made from ServerSettings' fields: a flag's name, type and help are its field's, defined once.
 
-So a new setting is a `scott serve` flag with no edit here, and SCOTT_* variables fill in the flags not given.
+So a new setting is a `scott serve` flag with no edit to the CLI, and SCOTT_* variables fill in the flags not given.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def settings_from(flags: Mapping[str, object]) -> ServerSettings:
         return ServerSettings(**given)
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = str(error["loc"][0]) if error["loc"] else None
-        hint = None if name is None else flag_names(name)[0].split("/")[0] if name in given else env_var(name)
+        name = str(error["loc"][0]) if error["loc"] else None  # None: a check across fields
+        hint = None
+        if name is not None:
+            hint = flag_names(name)[0].split("/")[0] if name in given else env_var(name)
         raise typer.BadParameter(error["msg"], param_hint=hint) from exc
