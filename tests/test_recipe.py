@@ -17,6 +17,7 @@ from scott.recipe.latents import load_latents
 from scott.recipe.teacher import run_teacher_stage, teacher_dir
 from scott.recipe.vae import run_vae_stage, vae_dir
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
+from scott.train.checkpoints import Checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,13 +106,13 @@ def test_teacher_folder_loads_and_serves(run: Path) -> None:
 def test_saved_teacher_is_the_ema(run: Path) -> None:
     """The folder holds the EMA weights (fp16) of the last checkpoint, not the raw ones."""
     bundle = load_model(teacher_dir(run))
-    state = json.loads((run / "teacher" / "state.json").read_text())
-    tensors = load_file(str(run / "teacher" / state["checkpoint"]))
+    [(_, checkpoint)] = Checkpoints(run / "teacher" / "checkpoints").complete()  # the stage keeps its latest only
+    # accelerate's layout: prepared models in order (text encoder, UNet), then the registered EMA modules
+    raw = load_file(str(checkpoint / "model_1.safetensors"))
+    ema = torch.load(checkpoint / "custom_checkpoint_1.pkl", weights_only=True)
     for name, value in bundle.unet.state_dict().items():
-        ema = tensors[f"ema.unet.{name}"]
-        torch.testing.assert_close(value, ema.half().float())
-    raw = tensors["model.unet.conv_in.weight"]
-    assert not torch.equal(raw.half().float(), bundle.unet.state_dict()["conv_in.weight"])
+        torch.testing.assert_close(value, ema[name].half().float())
+    assert not torch.equal(raw["conv_in.weight"].half().float(), bundle.unet.state_dict()["conv_in.weight"])
 
 
 def test_resume_skips_complete_stages(run: Path) -> None:
@@ -135,7 +136,7 @@ def test_interrupted_vae_resumes_to_the_same_weights(tmp_path: Path) -> None:
     cfg.vae.steps, cfg.vae.checkpoint_every = 4, 100
     assert run_vae_stage(tmp_path / "straight", cfg)
     assert not run_vae_stage(tmp_path / "broken", cfg, stop_after=2)  # a checkpoint at step 2, then "killed"
-    assert json.loads((tmp_path / "broken/vae/state.json").read_text())["step"] == 2
+    assert [step for step, _ in Checkpoints(tmp_path / "broken/vae/checkpoints").complete()] == [2]
     assert run_vae_stage(tmp_path / "broken", cfg)
     a = load_file(str(vae_dir(tmp_path / "straight") / "diffusion_pytorch_model.safetensors"))
     b = load_file(str(vae_dir(tmp_path / "broken") / "diffusion_pytorch_model.safetensors"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,10 @@ from scott.distill.student import build_student, consistency_fn, guidance_condit
 from scott.models import load_model
 from scott.sampler import classifier_free_guidance, solve, substep_timesteps
 from scott.schedule import NoiseSchedule
+from scott.train.checkpoints import Checkpoints
 from scott.train.ema import ema_update, make_ema
 from scott.train.log import RunLog
+from scott.train.loop import run_steps
 from scott.train.rng import keyed_generator
 
 _DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -113,26 +114,32 @@ def _distill(config: DistillConfig) -> DistillResult:
         disc, d_opt = accelerator.prepare(disc, d_opt)
     accelerator.register_for_checkpointing(ema)
 
-    start = _resume(accelerator, work) if config.resume else 0
+    checkpoints = Checkpoints(work / "checkpoints")
+    start = checkpoints.resume(accelerator) if config.resume else 0
     log = RunLog(work / "log.jsonl", "distill", enabled=accelerator.is_main_process, progress=config.progress)
     if start == 0:
         log.header(_run_header(config, student, disc, world))
     else:
         log.truncate(start)
     ctx = _StepContext(config, schedule, accelerator, student, ema, teacher, disc, opt, d_opt, lr_sched, uncond)
-    last = float("nan")
-    with log.bar(total=config.steps, start=start):
-        for step in range(start, config.steps):
-            began = time.perf_counter()
-            key = 0 if config.overfit else step  # the step whose data and noise this step uses
-            batch = data.batch(config.seed, key, rank, world, config.batch_size)
-            metrics = _train_step(ctx, batch.latents.to(device), batch.text.to(device), key)
-            last = metrics["loss"]
-            logged = (step + 1) % config.log_every == 0 or step + 1 == config.steps
-            log.step(step + 1, {**metrics, "lr": lr_sched.get_last_lr()[0]}, time.perf_counter() - began, logged)
-            # The last step is checkpointed too, so a finished run can be extended with more steps.
-            if config.checkpoint_every and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-                _save_checkpoint(accelerator, work, step + 1)
+
+    def step(index: int) -> dict[str, float]:
+        key = 0 if config.overfit else index  # the step whose data and noise this step uses
+        batch = data.batch(config.seed, key, rank, world, config.batch_size)
+        metrics = _train_step(ctx, batch.latents.to(device), batch.text.to(device), key)
+        return {**metrics, "lr": lr_sched.get_last_lr()[0]}
+
+    last = run_steps(
+        step,
+        start=start,
+        end=config.steps,
+        total=config.steps,
+        log=log,
+        accelerator=accelerator,
+        checkpoints=checkpoints,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+    ).get("loss", float("nan"))
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(student)
@@ -257,33 +264,6 @@ def _make_batches(config: DistillConfig, bundle, encoders: Encoders, work: Path,
         if not path.is_file():
             LatentCache.build(spec, encoders, resolution).save(path)
         return LatentCache.load(path)
-
-
-def _checkpoints(work: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in (work / "checkpoints").glob("step-*"):
-        if (path / "done.json").is_file():
-            found.append((int(path.name.split("-", 1)[1]), path))
-    return sorted(found)
-
-
-def _save_checkpoint(acc: Accelerator, work: Path, step: int) -> None:
-    """accelerate's state (models, optimizers, schedulers, scaler, EMA) plus a done marker written last."""
-    path = work / "checkpoints" / f"step-{step:07d}"
-    acc.save_state(str(path))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        (path / "done.json").write_text(json.dumps({"step": step}))
-    acc.wait_for_everyone()
-
-
-def _resume(acc: Accelerator, work: Path) -> int:
-    found = _checkpoints(work)
-    if not found:
-        return 0
-    step, path = found[-1]
-    acc.load_state(str(path))
-    return step
 
 
 def parameter_digest(module: torch.nn.Module) -> str:

@@ -4,16 +4,18 @@ kit's EMA, step log and keyed generators, and checkpoints that resume bit-exactl
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 
 from scott.recipe.stage import StageDir
+from scott.train.checkpoints import Checkpoints
 from scott.train.ema import ema_update, warmup_decay
 from scott.train.log import RunLog, say
+from scott.train.loop import run_steps
 from scott.train.rng import keyed_generator
 
 # step, generator -> (loss to minimise, scalars to log)
@@ -52,28 +54,6 @@ class Trainable:
     def parameters(self) -> list[nn.Parameter]:
         return [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        out = {f"model.{n}.{k}": v for n, m in self.modules.items() for k, v in m.state_dict().items()}
-        out.update({f"ema.{n}.{k}": v for n, m in self.ema.items() for k, v in m.state_dict().items()})
-        for pid, state in self.optimizer.state_dict()["state"].items():
-            out.update({f"optim.{pid}.{k}": v for k, v in state.items() if torch.is_tensor(v)})
-        return out
-
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.state_dict()["param_groups"]
-
-    def load(self, tensors: dict[str, torch.Tensor], param_groups: list[dict]) -> None:
-        for prefix, group in (("model", self.modules), ("ema", self.ema)):
-            for n, m in group.items():
-                head = f"{prefix}.{n}."
-                m.load_state_dict({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, pid, name = k.split(".", 2)
-                state.setdefault(int(pid), {})[name] = v
-        self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
-
     def update_ema(self, decay: float) -> None:
         for n, m in self.modules.items():
             ema_update(self.ema[n], m, decay)
@@ -91,37 +71,45 @@ def train(
 
     stop_after: leave after this many steps in this call, with a checkpoint (an interruption on purpose).
     """
-    start = 0
+    stage.update()  # records the config first: resuming this stage's checkpoint under another config is refused
+    # The recipe's stages run where their data is (the CPU): accelerate keeps the checkpoints, not the devices.
+    accelerator = Accelerator(device_placement=False)
+    *_, optimizer = accelerator.prepare(*trainable.modules.values(), trainable.optimizer)
+    accelerator.register_for_checkpointing(*trainable.ema.values())
+    checkpoints = Checkpoints(stage.path / "checkpoints", keep=1)
     log = RunLog(stage.log_file, stage.name)
-    saved = stage.load_checkpoint()
-    if saved is not None:
-        start, tensors, state = saved
-        trainable.load(tensors, state["param_groups"])
+    start = checkpoints.resume(accelerator)
+    if start:
         log.truncate(start)
         say(stage.name, f"resuming at step {start}/{schedule.steps}")
     end = schedule.steps if stop_after is None else min(schedule.steps, start + stop_after)
     params = trainable.parameters()
     for m in trainable.modules.values():
         m.train()
-    with log.bar(total=schedule.steps, start=start):
-        for step in range(start, end):
-            t0 = time.perf_counter()
-            lr = schedule.lr_at(step)
-            for group in trainable.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
-            loss, scalars = step_fn(step, keyed_generator(seed, stage.name, step))
-            trainable.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm))
-            trainable.optimizer.step()
-            if trainable.ema:
-                trainable.update_ema(schedule.ema_decay_at(step))
-            done = step + 1
-            metrics = {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm} | scalars
-            log.step(done, metrics, time.perf_counter() - t0)
-            if done == end or done % schedule.checkpoint_every == 0:
-                extra = {"param_groups": trainable.param_groups(), "s_per_step": log.seconds_per_step}
-                stage.save_checkpoint(done, trainable.tensors(), extra)
+
+    def step(index: int) -> dict[str, float]:
+        lr = schedule.lr_at(index)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        loss, scalars = step_fn(index, keyed_generator(seed, stage.name, index))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm))
+        optimizer.step()
+        if trainable.ema:
+            trainable.update_ema(schedule.ema_decay_at(index))
+        return {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm} | scalars
+
+    run_steps(
+        step,
+        start=start,
+        end=end,
+        total=schedule.steps,
+        log=log,
+        accelerator=accelerator,
+        checkpoints=checkpoints,
+        checkpoint_every=schedule.checkpoint_every,
+    )
     if log.durations:
         say(stage.name, f"{len(log.durations)} steps this run, {log.seconds_per_step:.3f} s/step (first step excluded)")
     for m in trainable.modules.values():
