@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from scott.distill.data import finite_items, parse_spec, stream_items
-from scott.distill.latents import Encoders, LatentCache, StreamedBatches
+from scott.distill.latents import CachedBatches, Encoders, StreamedBatches, build_cache
 from scott.models import build_model
+from scott.train.latent_cache import LatentCache
 
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
 
@@ -116,11 +117,16 @@ def test_streamed_batches_encode_on_the_fly(shards, encoders):
 
 
 def test_latent_cache_round_trip_and_batches(tmp_path, folder, encoders):
-    cache = LatentCache.build(parse_spec(str(folder)), encoders, resolution=64)
-    assert len(cache) == 5 and cache.embeddings.shape[0] == 5
+    cache = build_cache(parse_spec(str(folder)), encoders, resolution=64)
+    assert len(cache) == 5 and cache.extras["embeddings"].shape[0] == 5 and len(cache.captions) == 5
     cache.save(tmp_path / "c.pt")
-    loaded = LatentCache.load(tmp_path / "c.pt")
-    torch.testing.assert_close(loaded.mean, cache.mean)
+    reread = LatentCache.load(tmp_path / "c.pt")
+    assert reread.captions == cache.captions and reread.extras.keys() == cache.extras.keys()
+    for name in ("mean", "std"):
+        assert torch.equal(getattr(reread, name), getattr(cache, name))
+    for name, value in cache.extras.items():
+        assert torch.equal(reread.extras[name], value), name
+    loaded = CachedBatches(reread)
     a = loaded.batch(seed=1, step=3, rank=0, world=1, batch_size=4)
     b = loaded.batch(seed=1, step=3, rank=0, world=1, batch_size=4)
     torch.testing.assert_close(a.latents, b.latents)
@@ -130,11 +136,13 @@ def test_latent_cache_round_trip_and_batches(tmp_path, folder, encoders):
 
 def test_latent_cache_shares_one_global_order_across_world_sizes():
     n = 10
-    cache = LatentCache(
-        mean=torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1),
-        std=torch.zeros(n, 1, 1, 1),
-        caption_index=torch.zeros(n, dtype=torch.long),
-        embeddings=torch.zeros(1, 2, 3),
+    cache = CachedBatches(
+        LatentCache(
+            mean=torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1),
+            std=torch.zeros(n, 1, 1, 1),
+            captions=[""] * n,
+            extras={"caption_index": torch.zeros(n, dtype=torch.long), "embeddings": torch.zeros(1, 2, 3)},
+        )
     )
 
     def ids(batch) -> list[int]:

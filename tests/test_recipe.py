@@ -68,14 +68,15 @@ def test_stages_produce_loadable_artifacts(run: Path) -> None:
     assert vae_config["norm_num_groups"] == 8  # the [vae] arch override, recorded in the folder
 
     data = load_latents(run)
-    assert data.mean.shape == data.std.shape == (12, 4, 8, 8) and data.input_ids.shape == (12, 77)
+    foreground = data.extras["foreground"].float()
+    assert data.mean.shape == data.std.shape == (12, 4, 8, 8) and data.extras["input_ids"].shape == (12, 77)
     assert len(data.captions) == 12 and all(c.startswith("a ") for c in data.captions)
     # The cache holds scaled latents: the VAE's own encoding of the first image, times its scaling factor.
     assert float(data.mean.std()) > 0
     # Foreground maps: the covered fraction of each latent cell, in [0, 1]; every image has a shape and a background.
-    assert data.foreground.shape == (12, 1, 8, 8)
-    assert float(data.foreground.min()) >= 0 and float(data.foreground.max()) <= 1
-    covered = data.foreground.mean(dim=(1, 2, 3))
+    assert foreground.shape == (12, 1, 8, 8)
+    assert float(foreground.min()) >= 0 and float(foreground.max()) <= 1
+    covered = foreground.mean(dim=(1, 2, 3))
     assert (covered > 0).all() and (covered < 0.5).all()
 
     for stage, steps in (("vae", 3), ("teacher", 3)):

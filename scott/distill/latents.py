@@ -1,7 +1,7 @@
 """Images and captions -> the trainer's batches of VAE latents and text embeddings.
 
-The text encoder and VAE are frozen, so for a finite data set both are run once and cached under
-<out>/cache (a VAE encode at batch 32 costs ~0.1 s on 2 CPU cores; a training step should not pay it).
+The text encoder and VAE are frozen, so for a finite data set both are run once and cached under <out>/cache as
+the training kit's LatentCache (a VAE encode at batch 32 costs ~0.1 s on 2 CPU cores; a step should not pay it).
 The cache keeps the VAE posterior's mean and std and draws z0 = mean + std * noise per step, as
 training on `latent_dist.sample()` would; captions are deduplicated (procedural data has few distinct
 captions), so the cache holds one embedding per distinct caption.
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from scott.atomic import atomic_path
 from scott.distill.data import DataSpec, finite_items, stream_items
 from scott.models import ModelBundle
 from scott.tokenizer import tokenize
+from scott.train.latent_cache import LatentCache, encode_posterior
 from scott.train.rng import keyed_generator
 
 
@@ -38,55 +38,44 @@ class Encoders:
         self.text_encoder = bundle.text_encoder.to(device, dtype).eval().requires_grad_(False)
         self.vae = bundle.vae.to(device, dtype).eval().requires_grad_(False)
         self.device, self.dtype = device, dtype
-        self.scaling = float(bundle.vae.config.scaling_factor)
 
     @torch.no_grad()
     def text(self, captions: list[str]) -> torch.Tensor:
         ids = tokenize(self.tokenizer, captions)
         return self.text_encoder(ids.to(self.device))[0].float()
 
-    @torch.no_grad()
     def images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(posterior mean, posterior std), both times the scaling factor, float32."""
-        dist = self.vae.encode(images.to(self.device, self.dtype)).latent_dist
-        return dist.mean.float() * self.scaling, dist.std.float() * self.scaling
+        return encode_posterior(self.vae, images)
 
 
-class LatentCache:
-    """A finite data set held as latents: posterior mean/std, a caption index, one embedding per caption."""
+def build_cache(spec: DataSpec, encoders: Encoders, resolution: int, chunk: int = 32) -> LatentCache:
+    """The data set's latents, with one text embedding per distinct caption (procedural data has few) and each
+    item's index into them (extras "embeddings", "caption_index")."""
+    means, stds, index, captions, texts_seen = [], [], [], {}, []
+    for images, texts in finite_items(spec, resolution, chunk):
+        mean, std = encoders.images(images)
+        means.append(mean.cpu())
+        stds.append(std.cpu())
+        index.extend(captions.setdefault(t, len(captions)) for t in texts)
+        texts_seen.extend(texts)
+    unique = list(captions)
+    embeddings = torch.cat([encoders.text(unique[i : i + 64]).cpu() for i in range(0, len(unique), 64)])
+    extras = {"embeddings": embeddings, "caption_index": torch.tensor(index, dtype=torch.long)}
+    return LatentCache(torch.cat(means), torch.cat(stds), texts_seen, extras)
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, caption_index: torch.Tensor, embeddings: torch.Tensor):
-        self.mean, self.std, self.caption_index, self.embeddings = mean, std, caption_index, embeddings
 
-    def __len__(self) -> int:
-        return int(self.mean.shape[0])
+class CachedBatches:
+    """The trainer's batches from a LatentCache built by build_cache."""
 
-    @classmethod
-    def build(cls, spec: DataSpec, encoders: Encoders, resolution: int, chunk: int = 32) -> LatentCache:
-        means, stds, index, captions = [], [], [], {}
-        for images, texts in finite_items(spec, resolution, chunk):
-            mean, std = encoders.images(images)
-            means.append(mean.cpu())
-            stds.append(std.cpu())
-            index.extend(captions.setdefault(t, len(captions)) for t in texts)
-        unique = list(captions)
-        embeddings = torch.cat([encoders.text(unique[i : i + 64]).cpu() for i in range(0, len(unique), 64)])
-        return cls(torch.cat(means), torch.cat(stds), torch.tensor(index, dtype=torch.long), embeddings)
-
-    def save(self, path: Path) -> None:
-        state = {"mean": self.mean, "std": self.std, "caption_index": self.caption_index, "emb": self.embeddings}
-        with atomic_path(path) as tmp:  # another rank never reads half a file
-            torch.save(state, tmp)
-
-    @classmethod
-    def load(cls, path: Path) -> LatentCache:
-        s = torch.load(path, weights_only=True)
-        return cls(s["mean"], s["std"], s["caption_index"], s["emb"])
+    def __init__(self, cache: LatentCache) -> None:
+        self.cache = cache
+        self.embeddings, self.caption_index = cache.extras["embeddings"], cache.extras["caption_index"]
 
     def batch(self, seed: int, step: int, rank: int, world: int, batch_size: int) -> TrainBatch:
         """Rank `rank`'s share of global batch `step`: epochs of seeded permutations, identical for any world size
         split (the global batch is the same; ranks take consecutive slices)."""
-        n = len(self)
+        n = len(self.cache)
         start = (step * world + rank) * batch_size
         positions = torch.arange(start, start + batch_size)
         indices = torch.empty(batch_size, dtype=torch.long)
@@ -94,13 +83,13 @@ class LatentCache:
             perm = torch.randperm(n, generator=keyed_generator(seed, epoch, 0, 99))
             mask = positions.div(n, rounding_mode="floor") == epoch
             indices[mask] = perm[positions[mask] % n]
-        noise = torch.randn(self.mean[indices].shape, generator=keyed_generator(seed, step, rank, 1))
-        latents = self.mean[indices] + self.std[indices] * noise
+        latents = self.cache.z0(indices, keyed_generator(seed, step, rank, 1))
         return TrainBatch(latents=latents, text=self.embeddings[self.caption_index[indices]])
 
 
 def cache_path(out: Path, spec: DataSpec, teacher: Path, resolution: int) -> Path:
-    """<out>/cache/<kind>-<key>.pt, keyed by the spec, the resolution and the teacher's VAE/text encoder files."""
+    """<out>/cache/<kind>-<key>.pt, keyed by the spec, the resolution and the teacher's VAE/text encoder
+    files."""
     files = sorted(p for sub in ("vae", "text_encoder") for p in (teacher / sub).glob("*") if p.is_file())
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     key = json.dumps([spec.describe(), resolution, str(teacher.resolve()), stamp])

@@ -29,7 +29,7 @@ from scott.distill.config import DistillConfig
 from scott.distill.data import parse_spec
 from scott.distill.discriminator import UNetEncoderDiscriminator
 from scott.distill.export import distill_schedule, export_student
-from scott.distill.latents import Encoders, LatentCache, StreamedBatches, cache_path
+from scott.distill.latents import CachedBatches, Encoders, StreamedBatches, build_cache, cache_path
 from scott.distill.losses import consistency_distance, hinge_d_loss, hinge_g_loss
 from scott.distill.student import build_student, consistency_fn, guidance_condition, target_fn
 from scott.models import load_model
@@ -37,6 +37,7 @@ from scott.sampler import classifier_free_guidance, solve, substep_timesteps
 from scott.schedule import NoiseSchedule
 from scott.train.checkpoints import Checkpoints
 from scott.train.ema import ema_update, make_ema
+from scott.train.latent_cache import LatentCache
 from scott.train.log import RunLog
 from scott.train.loop import run_steps
 from scott.train.rng import keyed_generator
@@ -262,8 +263,8 @@ def _make_batches(config: DistillConfig, bundle, encoders: Encoders, work: Path,
     path = cache_path(work, spec, teacher_dir, resolution)
     with acc.main_process_first():  # rank 0 encodes and writes; the others then read its file
         if not path.is_file():
-            LatentCache.build(spec, encoders, resolution).save(path)
-        return LatentCache.load(path)
+            build_cache(spec, encoders, resolution).save(path)
+        return CachedBatches(LatentCache.load(path))
 
 
 def parameter_digest(module: torch.nn.Module) -> str:

@@ -25,12 +25,13 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from scott.models import PRESETS, ModelBundle, save_model
 from scott.recipe.config import RecipeConfig
-from scott.recipe.latents import LatentSet, load_latents
+from scott.recipe.latents import load_latents
 from scott.recipe.loop import Schedule, Trainable, train
 from scott.recipe.stage import StageDir
 from scott.recipe.vae import vae_dir
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import tokenize
+from scott.train.latent_cache import LatentCache
 from scott.train.log import say
 
 STAGE = "teacher"
@@ -86,21 +87,21 @@ def make_step_fn(
     text_encoder: CLIPTextModel,
     unet: UNet2DConditionModel,
     schedule: NoiseSchedule,
-    data: LatentSet,
+    data: LatentCache,
     empty_ids: torch.Tensor,
     cfg: RecipeConfig,
 ):
     tc = cfg.teacher
 
+    input_ids, foreground = data.extras["input_ids"].long(), data.extras["foreground"].float()
+
     def step_fn(step: int, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         index = torch.randint(0, len(data), (tc.batch_size,), generator=generator)
-        z0 = data.mean[index]
-        if tc.sample_posterior:
-            z0 = z0 + data.std[index] * torch.randn(z0.shape, generator=generator)
-        ids = data.input_ids[index].clone()
+        z0 = data.z0(index, generator) if tc.sample_posterior else data.mean[index]
+        ids = input_ids[index].clone()
         drop = torch.rand(tc.batch_size, generator=generator) < tc.caption_dropout
         ids[drop] = empty_ids
-        weight = 1.0 + tc.foreground_weight * data.foreground[index] if tc.foreground_weight else 1.0
+        weight = 1.0 + tc.foreground_weight * foreground[index] if tc.foreground_weight else 1.0
         loss = diffusion_loss(text_encoder, unet, schedule, z0, ids, generator, weight)
         return loss, {"dropped": float(drop.float().mean())}
 
