@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 # The CPU wheel lies on disk on CPU hosts; on a GPU host pick the CUDA build you want.
 TORCH  ?= torch==2.13.0
-EXTRAS ?= onnx,train,dev,loadtest
+EXTRAS ?= onnx,openvino,train,dev,loadtest
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell echo '$(TORCH) $(EXTRAS)' | md5sum | cut -c1-8)
 

@@ -1,25 +1,42 @@
-"""Runtimes behind one interface (scott.backend.DiffusionBackend): PyTorch, ONNX Runtime, TensorRT."""
+"""Runtimes behind one interface (scott.backend.DiffusionBackend): PyTorch, ONNX Runtime, OpenVINO, TensorRT."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from scott.models import load_model
 from scott.pipeline import ModelInfo, TextToImagePipeline
 
-BACKENDS = ("torch", "onnx", "tensorrt")
+BACKENDS = ("torch", "onnx", "openvino", "tensorrt")
+PRECISIONS = ("auto", "f32", "bf16", "f16")
+_TORCH_PRECISIONS = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
 def load_pipeline(
-    model_dir: str | Path, backend: str = "torch", device: str | None = None, max_batch_size: int | None = None
+    model_dir: str | Path,
+    backend: str = "torch",
+    device: str | None = None,
+    max_batch_size: int | None = None,
+    precision: str = "auto",
 ) -> TextToImagePipeline:
     """Load a diffusers-format folder and wrap it in a pipeline on the named backend.
 
     max_batch_size: the largest batch the caller will run; TensorRT builds its engines' profiles up to it.
+    precision: auto (the runtime's fast accurate choice on the device) or f32 | bf16 | f16 where the runtime has it.
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+    if backend == "openvino":  # compiled from the ONNX export: engines.openvino_backend
+        from engines.openvino_backend import load_openvino_pipeline
+
+        return load_openvino_pipeline(model_dir, device, precision=precision)
+    if backend in ("onnx", "tensorrt") and precision not in ("auto", "f32" if backend == "onnx" else "f16"):
+        raise ValueError(f"the {backend} backend runs its export's own precision; use --precision auto")
     if backend == "onnx":  # export rule: engines.onnx_export.resolve_onnx_dir
         from engines.onnxruntime_backend import load_onnx_pipeline
 
@@ -31,6 +48,7 @@ def load_pipeline(
     from engines.torch_backend import TorchBackend, default_dtype, pick_device
 
     target = pick_device(device)
-    bundle = load_model(model_dir, dtype=default_dtype(target))
-    runtime = TorchBackend(bundle, target)
+    dtype = default_dtype(target) if precision == "auto" else _TORCH_PRECISIONS[precision]
+    bundle = load_model(model_dir, dtype=dtype)
+    runtime = TorchBackend(bundle, target, dtype)
     return TextToImagePipeline(runtime, bundle.tokenizer, bundle.schedule, ModelInfo.from_bundle(bundle))

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend
 from engines.onnx_export import OnnxExport, resolve_onnx_dir
-from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec
+from engines.shapes import NETWORKS
 from scott.pipeline import TextToImagePipeline
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer
-
-_TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64, "float16": torch.float16}
 
 
 def physical_cores() -> int:
@@ -69,7 +68,7 @@ def execution_providers(device: torch.device) -> list[Any]:
     raise RuntimeError(f"onnx backend supports cpu and cuda devices, not {device}")
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(ExportedGraphBackend):
     """Text encoder, UNet and VAE decoder of one ONNX export, as ORT sessions on one device."""
 
     name = "onnx"
@@ -81,7 +80,6 @@ class OnnxRuntimeBackend:
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", 0)
         self.export = OnnxExport.read(onnx_dir)
-        self.specs: dict[str, NetworkSpec] = self.export.specs
         self.dims = self.export.dims
         providers = execution_providers(self.device)
         options = session_options(threads)
@@ -107,13 +105,8 @@ class OnnxRuntimeBackend:
         session = self.sessions[network]
         binding = session.io_binding()
         device_type, device_id = self.device.type, self.device.index or 0
-        keep_alive = []  # the bound tensors must outlive the run
-        for tensor_spec in spec.inputs:
-            value = inputs[tensor_spec.name].to(self.device, _TORCH_DTYPES[tensor_spec.dtype]).contiguous()
-            expected = tensor_spec.concrete(dims)
-            if tuple(value.shape) != expected:
-                raise ValueError(f"{network}.{tensor_spec.name}: shape {tuple(value.shape)}, expected {expected}")
-            keep_alive.append(value)
+        keep_alive = list(self._checked_inputs(network, inputs, dims).values())  # they must outlive the run
+        for tensor_spec, value in zip(spec.inputs, keep_alive, strict=True):
             binding.bind_input(
                 tensor_spec.name,
                 device_type,
@@ -123,7 +116,7 @@ class OnnxRuntimeBackend:
                 value.data_ptr(),
             )
         (out_spec,) = spec.outputs
-        out = torch.empty(out_spec.concrete(dims), dtype=_TORCH_DTYPES[out_spec.dtype], device=self.device)
+        out = torch.empty(out_spec.concrete(dims), dtype=TORCH_DTYPES[out_spec.dtype], device=self.device)
         binding.bind_output(
             out_spec.name, device_type, device_id, np.dtype(out_spec.dtype), list(out.shape), out.data_ptr()
         )
@@ -132,41 +125,6 @@ class OnnxRuntimeBackend:
             torch.cuda.current_stream(self.device).synchronize()
         session.run_with_iobinding(binding)
         return out
-
-    # -- DiffusionBackend ---------------------------------------------------------------------------
-
-    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self._run(TEXT_ENCODER, {"input_ids": input_ids}, {"batch": input_ids.shape[0]})
-
-    def predict(
-        self,
-        latents: torch.Tensor,
-        timesteps: torch.Tensor,
-        text_embeddings: torch.Tensor,
-        timestep_cond: torch.Tensor | None,
-    ) -> torch.Tensor:
-        batch, _, height, width = latents.shape
-        inputs = {"sample": latents, "timestep": timesteps, "encoder_hidden_states": text_embeddings}
-        has_cond = self.dims.guidance_embedding_dim is not None
-        if has_cond != (timestep_cond is not None):
-            raise ValueError(
-                "this UNet takes a guidance embedding (timestep_cond)"
-                if has_cond
-                else "this UNet has no guidance embedding; pass timestep_cond=None"
-            )
-        if timestep_cond is not None:
-            inputs["timestep_cond"] = timestep_cond
-        return self._run(UNET, inputs, {"batch": batch, "height": height, "width": width})
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = latents.shape
-        f = self.dims.vae_scale_factor
-        dims = {"batch": batch, "height": height, "width": width, "image_height": height * f, "image_width": width * f}
-        return self._run(VAE_DECODER, {"latents": latents}, dims)
-
-    def synchronize(self) -> None:
-        # run_with_iobinding returns once the outputs are written (ORT synchronizes its own stream).
-        return None
 
 
 def load_onnx_pipeline(

@@ -51,7 +51,7 @@ def serve(**flags: Any) -> None:
 
 
 @app.command()
-@settings_flags("model_dir", "backend", "device")
+@settings_flags("model_dir", "backend", "device", "precision")
 def generate(
     prompt: Annotated[str, typer.Argument(help="what to draw")],
     steps: Annotated[int | None, typer.Option(min=1, max=4, help="sampler steps; default: the model's")] = None,
@@ -70,7 +70,9 @@ def generate(
 
     settings = settings_from(flags)
     width, height = _sizes([size], "--size")[0] if size is not None else (None, None)
-    pipeline = load_pipeline(settings.model_dir, backend=settings.backend, device=settings.device)
+    pipeline = load_pipeline(
+        settings.model_dir, backend=settings.backend, device=settings.device, precision=settings.precision
+    )
     try:
         params = resolve(
             pipeline.info,
@@ -187,7 +189,7 @@ def distill(ctx: typer.Context) -> None:
 
 
 @app.command("eval")
-@settings_flags("model_dir", "backend", "device")
+@settings_flags("model_dir", "backend", "device", "precision")
 def evaluate_model(
     steps: Annotated[list[int] | None, typer.Option(help="sampler steps to score (repeatable)")] = None,
     n: Annotated[int, typer.Option(min=1, help="images per prompt")] = 20,
@@ -207,7 +209,9 @@ def evaluate_model(
     from scott.eval.generators import pipeline_generate_fn
 
     settings = settings_from(flags)
-    pipeline = load_pipeline(settings.model_dir, backend=settings.backend, device=settings.device)
+    pipeline = load_pipeline(
+        settings.model_dir, backend=settings.backend, device=settings.device, precision=settings.precision
+    )
     held_out = eval_prompts(prompts)
     results = {}
     for step_count in steps or [1, 2, 4]:

@@ -78,12 +78,14 @@ class GenerationService:
 
                 s = self.settings
                 self.pipeline = load_pipeline(
-                    s.model_dir, backend=s.backend, device=s.device, max_batch_size=s.max_batch_size
+                    s.model_dir, s.backend, s.device, max_batch_size=s.max_batch_size, precision=s.precision
                 )
             if self.settings.warmup:
-                # On CUDA every batch size captures its own CUDA graphs: do it now, not on a live request.
-                on_gpu = self.pipeline.backend.device.type == "cuda"
-                for batch in range(1, self.settings.max_batch_size + 1) if on_gpu else (1,):
+                # On CUDA every batch size captures its own CUDA graphs, and OpenVINO compiles each batch size's
+                # static shapes: do it now, not on a live request.
+                backend = self.pipeline.backend
+                per_batch = backend.device.type == "cuda" or backend.name == "openvino"
+                for batch in range(1, self.settings.max_batch_size + 1) if per_batch else (1,):
                     self.pipeline.generate([self._warmup_request(self.pipeline.info)] * batch)
         except Exception as exc:
             log.exception("model failed to load")

@@ -22,7 +22,12 @@ class ServerSettings(BaseSettings):
 
     model_dir: Path = Field(Path("models/scott-tiny"), description="diffusers-format model folder")
     model_name: str | None = Field(None, description="name served in /v1/models; default: the folder name")
-    backend: str = Field("torch", description="runtime: torch | onnx | tensorrt")
+    backend: str = Field("torch", description="runtime: torch | onnx | openvino | tensorrt")
+    precision: str = Field(
+        "auto",
+        pattern="^(auto|f32|bf16|f16)$",
+        description="auto (bf16 where the CPU has it natively on openvino, fp16 on CUDA) | f32 | bf16 | f16",
+    )
     device: str | None = Field(None, description="e.g. cpu, cuda, cuda:1; default: CUDA when present")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")

@@ -1,0 +1,116 @@
+"""OpenVINO backend: the model's ONNX export compiled by OpenVINO for the CPU, one compiled model per static shape.
+
+Static shapes let OpenVINO plan each network's memory and kernels once (the server warms every batch size up front).
+Precision is OpenVINO's inference precision hint: `auto` is bf16 on CPUs that compute it natively (AVX512_BF16, AMX),
+else f32. Compiled blobs go to OpenVINO's model cache under <cache_dir>/openvino/<version>/<precision>, so a restart
+loads instead of recompiling. Outputs are written straight into fresh torch tensors the caller owns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend
+from engines.onnx_export import OnnxExport, default_cache_dir, resolve_onnx_dir
+from engines.shapes import NETWORKS
+from scott.pipeline import TextToImagePipeline
+from scott.schedule import NoiseSchedule
+from scott.tokenizer import load_tokenizer
+
+_HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+
+
+def resolve_precision(core: Any, precision: str, device: str = "CPU") -> str:
+    """The inference precision OpenVINO will run: auto -> bf16 where the device has it natively, else f32."""
+    capabilities = set(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    if precision == "auto":
+        return "bf16" if "BF16" in capabilities else "f32"
+    if precision.upper() not in capabilities and precision != "f32":
+        raise ValueError(
+            f"openvino on {device} cannot run {precision} (it offers {', '.join(sorted(capabilities))}); "
+            "use --precision auto or f32"
+        )
+    return precision
+
+
+class OpenVinoBackend(ExportedGraphBackend):
+    """Text encoder, UNet and VAE decoder of one ONNX export, compiled by OpenVINO on the CPU."""
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        onnx_dir: str | Path,
+        device: torch.device | str = "cpu",
+        precision: str = "auto",
+        threads: int | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError as err:
+            raise RuntimeError("openvino backend needs the `openvino` package (pip install openvino)") from err
+        self.device = torch.device(device)
+        if self.device.type != "cpu":
+            raise RuntimeError(f"openvino backend runs on the CPU here, not {self.device}; use torch or tensorrt")
+        self._ov = ov
+        self.core = ov.Core()
+        self.precision = resolve_precision(self.core, precision)
+        # One cache folder per OpenVINO version and precision: blobs compiled under another precision hint were
+        # found under the same cache key and loaded, giving wrong images (measured: f32 then bf16, max error 255).
+        cache = Path(cache_dir or default_cache_dir()) / "openvino" / ov.__version__.split("-")[0] / self.precision
+        self.core.set_property({"CACHE_DIR": str(cache)})
+        self.cache_dir = cache
+        self.export = OnnxExport.read(onnx_dir)
+        self.models = {name: self.core.read_model(str(self.export.path(name))) for name in NETWORKS}
+        self.config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": _HINTS[self.precision],
+            "PERFORMANCE_HINT": "LATENCY",  # one request at a time: every core on it
+        }
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._requests: dict[tuple[str, tuple[tuple[int, ...], ...]], Any] = {}
+
+    def _request(self, network: str, inputs: dict[str, torch.Tensor]) -> Any:
+        """The infer request of `network` compiled for these input shapes (compiled, or loaded from cache, once)."""
+        key = (network, tuple(tuple(v.shape) for v in inputs.values()))
+        if key not in self._requests:
+            model = self.models[network].clone()
+            model.reshape({name: self._ov.PartialShape(list(v.shape)) for name, v in inputs.items()})
+            compiled = self.core.compile_model(model, "CPU", self.config)
+            self._requests[key] = compiled.create_infer_request()
+        return self._requests[key]
+
+    def _run(self, network: str, inputs: dict[str, torch.Tensor], dims: dict[str, int]) -> torch.Tensor:
+        checked = self._checked_inputs(network, inputs, dims)
+        request = self._request(network, checked)
+        (out_spec,) = self.specs[network].outputs
+        out = torch.empty(out_spec.concrete(dims), dtype=TORCH_DTYPES[out_spec.dtype])
+        for name, value in checked.items():
+            request.set_tensor(name, self._ov.Tensor(value.numpy(), shared_memory=True))
+        request.set_output_tensor(0, self._ov.Tensor(out.numpy(), shared_memory=True))
+        request.infer()
+        return out
+
+
+def load_openvino_pipeline(
+    model_dir: str | Path,
+    device: str | None = None,
+    precision: str = "auto",
+    onnx_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TextToImagePipeline:
+    """A pipeline over the model's ONNX export (engines.onnx_export.resolve_onnx_dir), compiled by OpenVINO."""
+    model_dir = Path(model_dir)
+    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log)
+    backend = OpenVinoBackend(root, device or "cpu", precision=precision, threads=threads, cache_dir=cache_dir)
+    schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
+    tokenizer = load_tokenizer(model_dir / "tokenizer")
+    return TextToImagePipeline(backend, tokenizer, schedule, backend.export.info(name=model_dir.name))
