@@ -72,6 +72,7 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
     """Text encoder, UNet and VAE decoder of one ONNX export, as ORT sessions on one device."""
 
     name = "onnx"
+    precision = "f32"  # the export's fp32 graphs
 
     def __init__(self, onnx_dir: str | Path, device: torch.device | str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort

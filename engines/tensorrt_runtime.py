@@ -138,6 +138,7 @@ class TensorRTBackend:
     """The three engines of one EngineSet behind scott.backend.DiffusionBackend."""
 
     name = "tensorrt"
+    precision = "f16"  # FP16 engines
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ class DiffusionBackend(Protocol):
 
     name: str
     device: torch.device
+    precision: str  # what the networks compute in: f32 | bf16 | f16
 
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, 77) token ids -> (B, 77, D) float32 hidden states (CLIP's last layer, as SD uses)."""
@@ -59,6 +60,10 @@ class ModuleBackend:
         self._text_call = self._text_forward
         self._unet_call = self._unet_forward
         self._vae_call = self._vae_forward
+
+    @property
+    def precision(self) -> str:
+        return {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}[self.dtype]
 
     def _text_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.text_encoder(input_ids).last_hidden_state.to(torch.float32)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 from scott.pipeline import StageTimings
 
@@ -66,6 +74,7 @@ class ServerMetrics:
             "scott_dropped_jobs", "Queued jobs dropped before inference, by reason", ["reason"], registry=r
         )
         self.ready = Gauge("scott_ready", "1 once the model is loaded and warmed up", registry=r)
+        self.backend = Info("scott_backend", "The runtime serving the model: backend, device, precision", registry=r)
         # Export every label value from the start, so rate() sees the first event.
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)

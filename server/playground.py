@@ -24,6 +24,8 @@ class ModelSummary(BaseModel):
     """What a client needs to build a valid request: sizes, defaults and limits."""
 
     model: str
+    backend: str  # the runtime serving it (torch | onnx | openvino | tensorrt)
+    precision: str  # what its networks compute in (f32 | bf16 | f16)
     sizes: list[int]  # allowed widths and heights (each side independently)
     default_size: int
     default_steps: int
@@ -53,6 +55,8 @@ async def info(request: Request) -> ModelSummary:
     model = service.require_ready()
     return ModelSummary(
         model=service.settings.served_model_name,
+        backend=service.pipeline.backend.name,
+        precision=service.pipeline.backend.precision,
         sizes=[side for side in range(model.min_size, model.max_size + 1) if side % model.size_multiple == 0],
         default_size=model.default_size,
         default_steps=model.default_steps,

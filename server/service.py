@@ -99,9 +99,19 @@ class GenerationService:
                 return
             self.worker = InferenceWorker(self.pipeline.generate, self.batcher, self.metrics.observe_batch)
             self.worker.start()
+            backend = self.pipeline.backend
+            self.metrics.backend.info(
+                {"backend": backend.name, "device": str(backend.device), "precision": backend.precision}
+            )
             self.state = "ready"
             self.metrics.ready.set(1)
-        log.info("model %s ready on %s", self.settings.served_model_name, self.pipeline.backend.device)
+        log.info(
+            "model %s ready: backend %s on %s, precision %s",
+            self.settings.served_model_name,
+            backend.name,
+            backend.device,
+            backend.precision,
+        )
 
     async def drain(self) -> None:
         """Graceful shutdown while the listener is still open (on SIGTERM, before the server stops accepting).

@@ -45,6 +45,7 @@ def test_the_page_is_self_contained_html(live_server) -> None:
 def test_info_gives_the_sizes_defaults_and_limits(live_server) -> None:
     info = httpx.get(live_server.url + "/info").json()
     assert info["model"] == "scott-tiny"
+    assert (info["backend"], info["precision"]) == ("torch", "f32")  # what the live server runs
     assert info["sizes"] == [32, 48, 64, 80, 96, 112, 128]  # the tiny model: multiples of 16, half to twice 64
     assert (info["default_size"], info["default_steps"], info["max_steps"], info["max_images"]) == (64, 4, 4, 8)
     assert info["default_guidance_scale"] == 8.0 and info["default_gamma"] == 0.3
