@@ -36,9 +36,12 @@ embedded-model: $(STAMP)
 serve: $(STAMP) $(MODEL)/model_index.json
 	$(BIN)/scott serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
+# The OpenVINO tests run in their own pytest process: with OpenVINO's runtime loaded beside the rest of the suite
+# (torch training, Selenium's Chromium), the one process segfaulted later on (2026-12-01); each suite alone passes.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/test_openvino_backend.py
+	$(BIN)/python -m pytest -q tests/test_openvino_backend.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

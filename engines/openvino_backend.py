@@ -3,7 +3,7 @@
 Static shapes let OpenVINO plan each network's memory and kernels once (the server warms every batch size up front).
 Precision is OpenVINO's inference precision hint: `auto` is bf16 on CPUs that compute it natively (AVX512_BF16, AMX),
 else f32. Compiled blobs go to OpenVINO's model cache under <cache_dir>/openvino/<version>/<precision>, so a restart
-loads instead of recompiling. Outputs are written straight into fresh torch tensors the caller owns.
+loads instead of recompiling. Each call returns a fresh torch tensor the caller owns.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend
+from engines.graph_backend import ExportedGraphBackend
 from engines.onnx_export import OnnxExport, default_cache_dir, resolve_onnx_dir
 from engines.shapes import NETWORKS
 from scott.pipeline import TextToImagePipeline
@@ -89,13 +89,11 @@ class OpenVinoBackend(ExportedGraphBackend):
     def _run(self, network: str, inputs: dict[str, torch.Tensor], dims: dict[str, int]) -> torch.Tensor:
         checked = self._checked_inputs(network, inputs, dims)
         request = self._request(network, checked)
-        (out_spec,) = self.specs[network].outputs
-        out = torch.empty(out_spec.concrete(dims), dtype=TORCH_DTYPES[out_spec.dtype])
-        for name, value in checked.items():
-            request.set_tensor(name, self._ov.Tensor(value.numpy(), shared_memory=True))
-        request.set_output_tensor(0, self._ov.Tensor(out.numpy(), shared_memory=True))
-        request.infer()
-        return out
+        # Inputs are copied into the request (not shared): a request outlives this call, and one that kept a view of
+        # a freed torch tensor corrupted the heap in a long-lived server (the test suite segfaulted).
+        request.infer({name: value.numpy() for name, value in checked.items()})
+        # A copy the caller owns: the request reuses its output buffer on the next call.
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
 
 def load_openvino_pipeline(
