@@ -90,7 +90,11 @@ def diffusers_peer(model_dir: Path, device: torch.device):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=MODEL, help="diffusers-format folder")
-    parser.add_argument("--backends", default="torch,onnx,tensorrt", help="comma list; tensorrt is skipped if absent")
+    parser.add_argument(
+        "--backends",
+        default="openvino,openvino:f32,onnx,torch,tensorrt",
+        help="comma list of backend[:precision]; tensorrt is skipped if absent",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", default="1,4,8")
     parser.add_argument("--steps", default="1,2,4")
@@ -111,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
 
     pipelines: dict[str, TextToImagePipeline] = {}
     for name in args.backends.split(","):
-        if name == "tensorrt" and missing_requirements(device):
+        backend, _, precision = name.partition(":")
+        if backend == "tensorrt" and missing_requirements(device):
             console.print(f"[yellow]tensorrt skipped: {'; '.join(missing_requirements(device))}[/yellow]")
             continue
-        pipelines[name] = load_pipeline(model_dir, backend=name, device=args.device)
+        pipeline = load_pipeline(model_dir, backend=backend, device=args.device, precision=precision or "auto")
+        pipelines[f"{backend} {pipeline.backend.precision}"] = pipeline
     size = args.size or next(iter(pipelines.values())).info.default_size
 
     console.print(
