@@ -35,7 +35,8 @@ def load_pipeline(
         from engines.openvino_backend import load_openvino_pipeline
 
         return load_openvino_pipeline(model_dir, device, precision=precision)
-    if backend in ("onnx", "tensorrt") and precision not in ("auto", "f32" if backend == "onnx" else "f16"):
+    export_precision = {"onnx": "f32", "tensorrt": "f16"}.get(backend)  # their graphs' / engines' own
+    if export_precision is not None and precision not in ("auto", export_precision):
         raise ValueError(f"the {backend} backend runs its export's own precision; use --precision auto")
     if backend == "onnx":  # export rule: engines.onnx_export.resolve_onnx_dir
         from engines.onnxruntime_backend import load_onnx_pipeline

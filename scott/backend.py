@@ -10,7 +10,7 @@ from scott.models import ModelBundle
 
 
 class DiffusionBackend(Protocol):
-    """Text encoder, UNet and VAE decoder of one model on one device (torch, ONNX Runtime, TensorRT)."""
+    """Text encoder, UNet and VAE decoder of one model on one device (torch, ONNX Runtime, OpenVINO, TensorRT)."""
 
     name: str
     device: torch.device

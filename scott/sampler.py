@@ -202,9 +202,9 @@ def solve(
     z = z.to(torch.float32)
     for j in range(timesteps.shape[1] - 1):
         t, t_next = timesteps[:, j], timesteps[:, j + 1]
-        moving = per_sample(t_next < t, z)
-        out = model(z, t.clamp(min=0))
-        stepped = ddim_eta_step(schedule, out, z, t.clamp(min=0), t_next, eta, None if noise is None else noise[:, j])
+        moving, t_model = per_sample(t_next < t, z), t.clamp(min=0)
+        fresh = None if noise is None else noise[:, j]
+        stepped = ddim_eta_step(schedule, model(z, t_model), z, t_model, t_next, eta, fresh)
         z = torch.where(moving, stepped, z)
     return z
 
