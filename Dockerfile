@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # SCott Serve images, two targets from one file (README "Deploy"):
 #   docker build -t scott-serve:0.1.0 .                    GPU (default): CUDA 13.0 + TensorRT 10, backend tensorrt
-#   docker build --target cpu -t scott-serve:0.1.0-cpu .   CPU: python 3.11 slim, torch CPU wheel, ONNX Runtime
+#   docker build --target cpu -t scott-serve:0.1.0-cpu .   CPU: python 3.11 slim, torch CPU wheel, backend openvino
 # Both carry the default model (models/scott-tiny, committed: the SCott-distilled embedded model)
 # with its ONNX export, run as an unprivileged user, and keep exports and TensorRT engines in /var/cache/scott
 # (a volume: engines are built there on the first start on a GPU and reused after).
@@ -36,7 +36,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
 RUN --mount=type=bind,from=wheel,source=/dist,target=/dist \
     --mount=type=cache,target=/root/.cache/pip \
-    pip install "$(ls /dist/scott_serve-*.whl)[onnx]"
+    pip install "$(ls /dist/scott_serve-*.whl)"
 
 # -- model: the embedded model and its ONNX export, checked by one real generation --------------
 FROM cpu-base AS model
@@ -47,7 +47,7 @@ COPY models/ ./models/
 RUN set -eu; m=models/scott-tiny; \
     test -f "$m/model_index.json" || { echo "no $m in the build context" >&2; exit 1; }; \
     if [ ! -f "$m/onnx/manifest.json" ]; then scott export --model "$m" --out "$m/onnx"; fi; \
-    SCOTT_CACHE_DIR=/tmp/scott-cache scott generate "a red circle" --model "$m" --backend onnx --out /tmp/smoke.png; \
+    SCOTT_CACHE_DIR=/tmp/scott-cache scott generate "a red circle" --model "$m" --backend openvino --out /tmp/smoke.png; \
     rm -rf /tmp/smoke.png /tmp/scott-cache
 
 # -- cpu: the CPU image ---------------------------------------------------------------------------
@@ -63,7 +63,7 @@ COPY deploy/docker/healthcheck.py ./healthcheck.py
 ENV SCOTT_HOST=0.0.0.0 \
     SCOTT_PORT=8000 \
     SCOTT_MODEL_DIR=/opt/scott/models/scott-tiny \
-    SCOTT_BACKEND=onnx \
+    SCOTT_BACKEND=openvino \
     SCOTT_DEVICE=cpu \
     SCOTT_CACHE_DIR=/var/cache/scott
 VOLUME ["/var/cache/scott"]
@@ -97,7 +97,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         "torch==${TORCH_VERSION}" "tensorrt-cu13==${TENSORRT_VERSION}"
 RUN --mount=type=bind,from=wheel,source=/dist,target=/dist \
     --mount=type=cache,target=/root/.cache/pip \
-    pip install "$(ls /dist/scott_serve-*.whl)[onnx]"
+    pip install "$(ls /dist/scott_serve-*.whl)"
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/scott scott \
     && mkdir -p /var/cache/scott \
     && chown scott:scott /var/cache/scott

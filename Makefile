@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 # The CPU wheel lies on disk on CPU hosts; on a GPU host pick the CUDA build you want.
 TORCH  ?= torch==2.13.0
-EXTRAS ?= onnx,openvino,train,dev,loadtest
+EXTRAS ?= train,dev,loadtest
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell echo '$(TORCH) $(EXTRAS)' | md5sum | cut -c1-8)
 
@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= models/scott-tiny
 
-.PHONY: venv embedded-model serve test lint fmt bench clean
+.PHONY: venv embedded-model serve test lint fmt bench optimum-venv clean
 
 venv: $(STAMP)
 
@@ -36,8 +36,10 @@ embedded-model: $(STAMP)
 serve: $(STAMP) $(MODEL)/model_index.json
 	$(BIN)/scott serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
-# The OpenVINO tests run in their own pytest process: with OpenVINO's runtime loaded beside the rest of the suite
-# (torch training, Selenium's Chromium), the one process segfaulted later on (2026-12-01); each suite alone passes.
+# The tests that load OpenVINO run in their own pytest process; the rest of the suite never loads it (its in-process
+# servers run torch; `scott serve` subprocesses run the default, openvino). With OpenVINO's runtime loaded beside the
+# whole suite the one process was killed by a SIGSEGV from the kernel (si_code SI_KERNEL) during a later teardown,
+# on a 2-core Xeon with AMX (2026-12-01); each part alone passes.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests --ignore=tests/test_openvino_backend.py
@@ -53,6 +55,15 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
+
+# The CPU peer of benchmarks/engines.py (--optimum-python): optimum-intel pins an older transformers than ours, so it
+# gets its own venv. PyPI's torchvision is built for another torch than the CPU wheel and breaks transformers' imports
+# when present: optimum-intel lists it but the LCM pipeline does not use it.
+OPTIMUM_VENV ?= .venv-optimum
+optimum-venv:
+	test -x $(OPTIMUM_VENV)/bin/python || $(PYTHON) -m venv $(OPTIMUM_VENV)
+	$(OPTIMUM_VENV)/bin/python -m pip install -q '$(TORCH)' 'optimum-intel[openvino,diffusers]==2.2.0'
+	$(OPTIMUM_VENV)/bin/python -m pip uninstall -q -y torchvision
 
 # Deploy (README "Deploy"): the images need a Docker engine; deploy-check validates the deploy files without one.
 .PHONY: image image-cpu deploy-check

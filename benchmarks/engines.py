@@ -1,19 +1,23 @@
-"""Latency of each backend, stage by stage and end to end, beside diffusers' own pipeline on the same weights.
+"""Latency of each backend, stage by stage and end to end, beside the pipelines a user would otherwise run.
 
-    .venv/bin/python benchmarks/engines.py         # models/scott-tiny on torch + onnx (+ tensorrt if present)
-    .venv/bin/python benchmarks/engines.py --model DIR --device cuda --batches 1,4,8
+    .venv/bin/python benchmarks/engines.py         # models/scott-tiny: openvino, onnx, torch (+ tensorrt if present)
+    make optimum-venv && .venv/bin/python benchmarks/engines.py --optimum-python .venv-optimum/bin/python
+    .venv/bin/python benchmarks/engines.py --model DIR --device cuda --backends torch,tensorrt --batches 1,4,8
 
 Stages: text encoder, one UNet call, VAE decode. End to end: TextToImagePipeline.generate at 1/2/4
-steps. The peer is diffusers' LatentConsistencyModelPipeline built from the same fp32 (CPU) or
-fp16 (CUDA) modules with an LCMScheduler from the model's scheduler config. Times are medians of
---repeats runs after --warmup runs; the target line checks ONNX Runtime >= 1.5x diffusers at
-batch 1, 1 step.
+steps. Peers on the same weights: diffusers' LatentConsistencyModelPipeline (fp32 on the CPU, fp16 on
+CUDA) and, with --optimum-python, optimum-intel's OpenVINO LCM pipeline (benchmarks/optimum_peer.py, in
+its own venv, same threads). Times are medians of --repeats runs after --warmup runs. Target lines: the
+CPU default (openvino) >= 3x diffusers and >= 1.2x optimum-intel at batch 1, 1 step; >= 1.1x optimum-intel
+at batch 8, 4 steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,14 +30,15 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import load_pipeline
-from engines.onnxruntime_backend import physical_cores
 from engines.tensorrt_env import missing_requirements
+from engines.threads import physical_cores
 from scott.models import load_model
 from scott.pipeline import ImageRequest, TextToImagePipeline
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"  # the shipped model
-TARGET_SPEEDUP = 1.5
 GUIDANCE = 8.0
+# (peer, batch, steps, speedup the CPU default must reach over it)
+TARGETS = (("diffusers", 1, 1, 3.0), ("optimum-intel", 1, 1, 1.2), ("optimum-intel", 8, 4, 1.1))
 
 
 def median_ms(fn: Callable[[], object], sync: Callable[[], None], warmup: int, repeats: int) -> float:
@@ -102,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-diffusers", action="store_true")
+    parser.add_argument("--threads", type=int, help="CPU inference threads (default: one per physical core)")
+    parser.add_argument("--optimum-python", type=Path, help="a python with optimum-intel (make optimum-venv)")
     args = parser.parse_args(argv)
     console = Console(width=160)  # tables stay whole when piped to a file
 
-    torch.set_num_threads(physical_cores())  # the same threads for torch as ORT gets
+    threads = args.threads or physical_cores()
+    torch.set_num_threads(threads)  # the same threads for torch (and diffusers) as the others get
     model_dir: Path = args.model
     if not (model_dir / "model_index.json").exists():
         parser.error(f"no model at {model_dir} (the shipped one: git checkout -- models/scott-tiny)")
@@ -119,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         if backend == "tensorrt" and missing_requirements(device):
             console.print(f"[yellow]tensorrt skipped: {'; '.join(missing_requirements(device))}[/yellow]")
             continue
-        pipeline = load_pipeline(model_dir, backend=backend, device=args.device, precision=precision or "auto")
+        pipeline = load_pipeline(
+            model_dir, backend=backend, device=args.device, precision=precision or "auto", threads=threads
+        )
         pipelines[f"{backend} {pipeline.backend.precision}"] = pipeline
     size = args.size or next(iter(pipelines.values())).info.default_size
 
     console.print(
         f"model {model_dir} | {size}x{size} | device {device} | torch {torch.__version__} | "
-        f"{physical_cores()} physical cores | median of {args.repeats} after {args.warmup} warm-up"
+        f"{threads} threads | median of {args.repeats} after {args.warmup} warm-up"
     )
     stages = Table(title="Per-stage latency (ms)")
     for column in ("backend", "batch", "text encoder", "UNet step", "VAE decode"):
@@ -162,6 +172,16 @@ def main(argv: list[str] | None = None) -> int:
             for s in step_counts
         }
 
+    if args.optimum_python:
+        script = Path(__file__).with_name("optimum_peer.py")
+        command = [str(args.optimum_python), str(script), "--model", str(model_dir)]
+        command += ["--batches", args.batches, "--steps", args.steps, "--size", str(size), "--threads", str(threads)]
+        command += ["--guidance", str(GUIDANCE), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+        peer = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        e2e[f"optimum-intel {peer['optimum_intel']} {peer['precision']}"] = {
+            tuple(int(v) for v in key.split(",")): ms for key, ms in peer["e2e"].items()
+        }
+
     table = Table(title="End-to-end latency (ms): prompt -> uint8 images")
     table.add_column("backend")
     for b in batches:
@@ -177,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(name, *cells)
     console.print(table)
 
-    if "onnx" in e2e and "diffusers" in e2e and (1, 1) in e2e["onnx"]:
-        speedup = e2e["diffusers"][(1, 1)] / e2e["onnx"][(1, 1)]
-        verdict = "[green]met[/green]" if speedup >= TARGET_SPEEDUP else "[red]NOT met[/red]"
-        console.print(
-            f"target ONNX Runtime >= {TARGET_SPEEDUP}x diffusers at batch 1, 1 step: {speedup:.2f}x {verdict}"
-        )
+    ours = next((name for name in e2e if name.startswith("openvino ") and not name.endswith(" f32")), None)
+    for peer_name, batch, steps, target in TARGETS:
+        peer_row = next((row for name, row in e2e.items() if name.startswith(peer_name)), None)
+        if ours is None or peer_row is None or (batch, steps) not in peer_row:
+            continue
+        speedup = peer_row[(batch, steps)] / e2e[ours][(batch, steps)]
+        verdict = "[green]met[/green]" if speedup >= target else "[red]NOT met[/red]"
+        console.print(f"target {ours} >= {target}x {peer_name}, batch {batch} {steps}-step: {speedup:.2f}x {verdict}")
     return 0
 
 

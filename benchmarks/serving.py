@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/serving.py [--model DIR] [--requests 64]
 
-All numbers come from one run on one model (default: the shipped one, models/scott-tiny). The server runs as a
-real `scott serve` subprocess (its own interpreter, as in production); the clients are async httpx in
-this process. Targets: HTTP overhead < 10% of pipeline time + 3 ms at concurrency 1; batching on
->= 1.5x the images/s of batching off at concurrency 8.
+All numbers come from one run on one model (default: the shipped one, models/scott-tiny) and the default backend
+of the device (openvino on the CPU; --backend to pick another). The server runs as a real `scott serve`
+subprocess (its own interpreter, as in production); the clients are async httpx in this process. Targets: at
+concurrency 1, a 1-step image over HTTP within 1.25x + 3 ms of the bare runtime doing the same work in this
+process (text + UNet + VAE + PNG encode); batching on >= 1.5x the images/s of batching off at concurrency 8.
 """
 
 from __future__ import annotations
@@ -39,19 +40,21 @@ console = Console()
 class RawPipeline:
     """The same model in this process, for the pipeline-only baseline."""
 
-    def __init__(self, model: Path) -> None:
+    def __init__(self, model: Path, backend: str | None) -> None:
         from engines import load_pipeline
 
-        self.pipeline = load_pipeline(model, device="cpu")
+        self.pipeline = load_pipeline(model, backend, device="cpu")
 
     def latency(self, steps: int, seed: int) -> float:
+        """One image, prompt to PNG bytes: what the server does for a request, less HTTP and queueing."""
         from scott.pipeline import ImageRequest
+        from server.images import encode_png
 
         info = self.pipeline.info
         size = info.default_size
         request = ImageRequest("a lighthouse", seed, steps, info.default_guidance_scale, info.default_gamma, size, size)
         start = time.perf_counter()
-        self.pipeline.generate([request])
+        encode_png(self.pipeline.generate([request]).images[0])
         return time.perf_counter() - start
 
 
@@ -59,10 +62,11 @@ class RawPipeline:
 
 
 @contextlib.contextmanager
-def serve(model: Path, max_batch_size: int, max_wait_ms: float) -> Iterator[str]:
+def serve(model: Path, backend: str | None, max_batch_size: int, max_wait_ms: float) -> Iterator[str]:
     """`scott serve` in a subprocess; yields its URL once /readyz says ready; SIGTERM on exit."""
     port = free_port()
     command = [sys.executable, "-m", "server.cli", "serve", "--model", str(model), "--device", "cpu"]
+    command += ["--backend", backend] if backend else []
     command += ["--port", str(port), "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms)]
     command += ["--max-queue", "256", "--request-timeout-s", "600", "--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
@@ -155,6 +159,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="sampler steps for the throughput runs")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--backend", help="default: the device's (openvino on the CPU)")
     args = parser.parse_args()
 
     model: Path = args.model
@@ -166,10 +171,12 @@ def main() -> None:
         f"model {model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
     )
-    raw = RawPipeline(model)
+    raw = RawPipeline(model, args.backend)
+    console.print(f"backend {raw.pipeline.backend.name}, precision {raw.pipeline.backend.precision}")
     # Both servers run side by side (an idle one costs nothing) and the points alternate between
     # them, so a change in machine load hits batching on and off alike.
-    with serve(model, 1, args.max_wait_ms) as off_url, serve(model, 8, args.max_wait_ms) as on_url:
+    off, on = (serve(model, args.backend, batch, args.max_wait_ms) for batch in (1, 8))
+    with off as off_url, on as on_url:
         latency = {steps: latency_point(on_url, raw, steps, args.repeats) for steps in (1, 4)}
         del raw
         # Warm every batch size once: the first call of a new shape builds kernels (oneDNN).
@@ -187,11 +194,11 @@ def main() -> None:
 
 def print_latency(points: dict[int, LatencyPoint]) -> None:
     table = Table(title="Latency at concurrency 1, batch 1, one image (median ms; batching-on server)")
-    columns = ("steps", "pipeline", "HTTP e2e", "its pipeline", "overhead", "target", "met")
+    columns = ("steps", "pipeline + PNG", "HTTP e2e", "its pipeline", "overhead", "target e2e", "met")
     for column in columns:
         table.add_column(column, justify="right")
     for steps, p in points.items():
-        target = p.server_pipeline_ms * 0.10 + 3.0
+        target = p.pipeline_ms * 1.25 + 3.0
         table.add_row(
             str(steps),
             f"{p.pipeline_ms:.1f}",
@@ -199,12 +206,12 @@ def print_latency(points: dict[int, LatencyPoint]) -> None:
             f"{p.server_pipeline_ms:.1f}",
             f"{p.overhead_ms:.1f}",
             f"< {target:.1f}",
-            "yes" if p.overhead_ms < target else "NO",
+            "yes" if p.e2e_ms <= target else "NO",
         )
     console.print(table)
     console.print(
-        "pipeline: in this process; its pipeline: text+unet+vae inside the server for the same request; "
-        "overhead: e2e minus its pipeline (HTTP, validation, queue, worker hand-off, PNG encode)"
+        "pipeline + PNG: the same work in this process; its pipeline: text+unet+vae inside the server for the same "
+        "request; overhead: e2e minus its pipeline (HTTP, validation, queue, worker hand-off, PNG encode)"
     )
 
 

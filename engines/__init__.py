@@ -14,19 +14,29 @@ PRECISIONS = ("auto", "f32", "bf16", "f16")
 _TORCH_PRECISIONS = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
+def default_backend(device: str | None = None) -> str:
+    """The runtime a device gets when none is named: torch on CUDA, OpenVINO on the CPU (the fastest there:
+    docs/benchmarks.md). A documented default, not a fallback: if it cannot run, loading fails naming why."""
+    target = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return "torch" if target.type == "cuda" else "openvino"
+
+
 def load_pipeline(
     model_dir: str | Path,
-    backend: str = "torch",
+    backend: str | None = None,
     device: str | None = None,
     max_batch_size: int | None = None,
     precision: str = "auto",
+    threads: int | None = None,
 ) -> TextToImagePipeline:
-    """Load a diffusers-format folder and wrap it in a pipeline on the named backend.
+    """Load a diffusers-format folder and wrap it in a pipeline on the named backend (default: default_backend).
 
     max_batch_size: the largest batch the caller will run; TensorRT builds its engines' profiles up to it.
     precision: auto (the runtime's fast accurate choice on the device) or f32 | bf16 | f16 where the runtime has it.
+    threads: CPU threads for inference (default: one per physical core); CUDA backends ignore it.
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
+    backend = backend or default_backend(device)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -34,14 +44,14 @@ def load_pipeline(
     if backend == "openvino":  # compiled from the ONNX export: engines.openvino_backend
         from engines.openvino_backend import load_openvino_pipeline
 
-        return load_openvino_pipeline(model_dir, device, precision=precision)
+        return load_openvino_pipeline(model_dir, device, precision=precision, threads=threads)
     export_precision = {"onnx": "f32", "tensorrt": "f16"}.get(backend)  # their graphs' / engines' own
     if export_precision is not None and precision not in ("auto", export_precision):
         raise ValueError(f"the {backend} backend runs its export's own precision; use --precision auto")
     if backend == "onnx":  # export rule: engines.onnx_export.resolve_onnx_dir
         from engines.onnxruntime_backend import load_onnx_pipeline
 
-        return load_onnx_pipeline(model_dir, device)
+        return load_onnx_pipeline(model_dir, device, threads=threads)
     if backend == "tensorrt":  # engine rule: engines.tensorrt_runtime.load_tensorrt_pipeline
         from engines.tensorrt_runtime import load_tensorrt_pipeline
 
@@ -49,6 +59,8 @@ def load_pipeline(
     from engines.torch_backend import TorchBackend, default_dtype, pick_device
 
     target = pick_device(device)
+    if threads and target.type == "cpu":
+        torch.set_num_threads(threads)  # torch's pool is per process (its default is already one per core)
     dtype = default_dtype(target) if precision == "auto" else _TORCH_PRECISIONS[precision]
     bundle = load_model(model_dir, dtype=dtype)
     runtime = TorchBackend(bundle, target, dtype)

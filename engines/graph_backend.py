@@ -17,6 +17,7 @@ class ExportedGraphBackend:
     name: str
     device: torch.device
     export: OnnxExport
+    per_shape = False  # dynamic shapes: one session serves every batch size
 
     def _run(self, network: str, inputs: dict[str, torch.Tensor], dims: dict[str, int]) -> torch.Tensor:
         raise NotImplementedError

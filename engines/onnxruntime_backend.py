@@ -9,7 +9,6 @@ slow convolutions down) and every graph optimization.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,10 @@ import torch
 from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend
 from engines.onnx_export import OnnxExport, resolve_onnx_dir
 from engines.shapes import NETWORKS
+from engines.threads import physical_cores
 from scott.pipeline import TextToImagePipeline
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (affinity and cgroup-visible CPUs, hyper-threads not counted)."""
-    import psutil
-
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    physical = psutil.cpu_count(logical=False) or logical
-    return max(1, min(physical, logical))
 
 
 def session_options(threads: int | None = None) -> Any:

@@ -18,6 +18,7 @@ import torch
 from engines.graph_backend import ExportedGraphBackend
 from engines.onnx_export import OnnxExport, default_cache_dir, resolve_onnx_dir
 from engines.shapes import NETWORKS
+from engines.threads import physical_cores
 from scott.pipeline import TextToImagePipeline
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer
@@ -40,6 +41,7 @@ class OpenVinoBackend(ExportedGraphBackend):
     """Text encoder, UNet and VAE decoder of one ONNX export, compiled by OpenVINO on the CPU."""
 
     name = "openvino"
+    per_shape = True  # one compiled model per static input shape
 
     def __init__(
         self,
@@ -71,9 +73,9 @@ class OpenVinoBackend(ExportedGraphBackend):
             # One request at a time: LATENCY beat THROUGHPUT at batch 1 and 8 (8.3 vs 11.3 ms for a 1-step image,
             # 67 vs 107 ms for 8 images at 4 steps; shipped model, 2 cores, 2026-12-01).
             "PERFORMANCE_HINT": "LATENCY",
+            # Cores this process may use (affinity, cgroups): OpenVINO's own count sees the host's in a container.
+            "INFERENCE_NUM_THREADS": threads or physical_cores(),
         }
-        if threads:
-            self.config["INFERENCE_NUM_THREADS"] = int(threads)
         self._requests: dict[tuple[str, tuple[tuple[int, ...], ...]], Any] = {}
 
     def _request(self, network: str, inputs: dict[str, torch.Tensor]) -> Any:

@@ -139,6 +139,7 @@ class TensorRTBackend:
 
     name = "tensorrt"
     precision = "f16"  # FP16 engines
+    per_shape = True  # each input shape binds its context and captures its CUDA graphs
 
     def __init__(
         self,

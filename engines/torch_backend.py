@@ -46,6 +46,7 @@ class TorchBackend(ModuleBackend):
         if cuda_graphs and self.device.type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device; this backend runs on " + str(device))
         self.cuda_graphs = cuda_graphs
+        self.per_shape = cuda_graphs  # each batch size captures its own graphs
         if cuda_graphs:
             self._unet_call = CudaGraphRunner(self._unet_forward)
             self._text_call = CudaGraphRunner(self._text_forward)

@@ -15,6 +15,9 @@ class DiffusionBackend(Protocol):
     name: str
     device: torch.device
     precision: str  # what the networks compute in: f32 | bf16 | f16
+    # Compiles or captures its work per input shape (CUDA graphs, static-shape compilation): a server warms every
+    # batch size up front so no live request pays for it.
+    per_shape: bool
 
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, 77) token ids -> (B, 77, D) float32 hidden states (CLIP's last layer, as SD uses)."""
@@ -44,6 +47,7 @@ class ModuleBackend:
     backend the recipe samples its teacher through. engines.torch_backend adds CUDA graphs on top."""
 
     name = "torch"
+    per_shape = False
 
     def __init__(self, bundle: ModelBundle, device: torch.device | str = "cpu") -> None:
         # Load the bundle in the dtype wanted (load_model(dtype=...)): casting here would skip diffusers'

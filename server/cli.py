@@ -51,7 +51,7 @@ def serve(**flags: Any) -> None:
 
 
 @app.command()
-@settings_flags("model_dir", "backend", "device", "precision")
+@settings_flags("model_dir", "backend", "device", "precision", "threads")
 def generate(
     prompt: Annotated[str, typer.Argument(help="what to draw")],
     steps: Annotated[int | None, typer.Option(min=1, max=4, help="sampler steps; default: the model's")] = None,
@@ -71,7 +71,7 @@ def generate(
     settings = settings_from(flags)
     width, height = _sizes([size], "--size")[0] if size is not None else (None, None)
     pipeline = load_pipeline(
-        settings.model_dir, backend=settings.backend, device=settings.device, precision=settings.precision
+        settings.model_dir, settings.backend, settings.device, precision=settings.precision, threads=settings.threads
     )
     try:
         params = resolve(
@@ -92,10 +92,10 @@ def generate(
     elapsed = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(encode_png(output.images[0]))
-    t, first = output.timings, params.first
+    t, first, backend = output.timings, params.first, pipeline.backend
     typer.echo(
         f"wrote {out} ({first.width}x{first.height}, {first.steps} steps, seed {first.seed}) in {elapsed:.3f}s "
-        f"[text {t.text:.3f}s, unet {t.unet:.3f}s, vae {t.vae:.3f}s]"
+        f"on {backend.name} {backend.precision} [text {t.text:.3f}s, unet {t.unet:.3f}s, vae {t.vae:.3f}s]"
     )
     if output.prompt_truncated and output.prompt_truncated[0]:
         typer.echo(f"note: the prompt was truncated to {pipeline.info.max_prompt_tokens} tokens", err=True)
@@ -189,7 +189,7 @@ def distill(ctx: typer.Context) -> None:
 
 
 @app.command("eval")
-@settings_flags("model_dir", "backend", "device", "precision")
+@settings_flags("model_dir", "backend", "device", "precision", "threads")
 def evaluate_model(
     steps: Annotated[list[int] | None, typer.Option(help="sampler steps to score (repeatable)")] = None,
     n: Annotated[int, typer.Option(min=1, help="images per prompt")] = 20,
@@ -210,7 +210,7 @@ def evaluate_model(
 
     settings = settings_from(flags)
     pipeline = load_pipeline(
-        settings.model_dir, backend=settings.backend, device=settings.device, precision=settings.precision
+        settings.model_dir, settings.backend, settings.device, precision=settings.precision, threads=settings.threads
     )
     held_out = eval_prompts(prompts)
     results = {}

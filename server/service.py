@@ -78,14 +78,17 @@ class GenerationService:
 
                 s = self.settings
                 self.pipeline = load_pipeline(
-                    s.model_dir, s.backend, s.device, max_batch_size=s.max_batch_size, precision=s.precision
+                    s.model_dir,
+                    s.backend,
+                    s.device,
+                    max_batch_size=s.max_batch_size,
+                    precision=s.precision,
+                    threads=s.threads,
                 )
             if self.settings.warmup:
-                # On CUDA every batch size captures its own CUDA graphs, and OpenVINO compiles each batch size's
-                # static shapes: do it now, not on a live request.
-                backend = self.pipeline.backend
-                per_batch = backend.device.type == "cuda" or backend.name == "openvino"
-                for batch in range(1, self.settings.max_batch_size + 1) if per_batch else (1,):
+                # A backend that compiles or captures per shape does it for every batch size now, not on a live request.
+                per_shape = self.pipeline.backend.per_shape
+                for batch in range(1, self.settings.max_batch_size + 1) if per_shape else (1,):
                     self.pipeline.generate([self._warmup_request(self.pipeline.info)] * batch)
         except Exception as exc:
             log.exception("model failed to load")

@@ -22,13 +22,16 @@ class ServerSettings(BaseSettings):
 
     model_dir: Path = Field(Path("models/scott-tiny"), description="diffusers-format model folder")
     model_name: str | None = Field(None, description="name served in /v1/models; default: the folder name")
-    backend: str = Field("torch", description="runtime: torch | onnx | openvino | tensorrt")
+    backend: str | None = Field(
+        None, description="runtime: torch | onnx | openvino | tensorrt; default: openvino on the CPU, torch on CUDA"
+    )
     precision: str = Field(
         "auto",
         pattern="^(auto|f32|bf16|f16)$",
         description="auto (bf16 where the CPU has it natively on openvino, fp16 on CUDA) | f32 | bf16 | f16",
     )
     device: str | None = Field(None, description="e.g. cpu, cuda, cuda:1; default: CUDA when present")
+    threads: int | None = Field(None, ge=1, le=1024, description="CPU inference threads; default: one per core")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     max_batch_size: int = Field(8, ge=1, le=256, description="images per UNet batch; 1 turns batching off")
@@ -37,7 +40,7 @@ class ServerSettings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0.0, description="deadline of every request; past it, 504")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body; a larger one gets 413")
     encode_threads: int = Field(2, ge=1, le=64, description="threads that PNG-encode, off the inference thread")
-    warmup: bool = Field(True, description="run a generation before readiness passes (per batch size on CUDA)")
+    warmup: bool = Field(True, description="generate before readiness passes (every batch size on per-shape backends)")
     # Shutdown on SIGTERM: readiness fails at once, requests are still served for drain_seconds (so a load
     # balancer can stop routing here), then new requests get 503 and in-flight ones finish, up to drain_timeout_s.
     # An orchestrator's grace period (Kubernetes terminationGracePeriodSeconds) should exceed the sum of the two.

@@ -28,13 +28,18 @@ def tiny_pipeline(tiny_model_dir: Path):
 
 @pytest.fixture(scope="session")
 def live_server(tiny_model_dir: Path) -> Iterator:
-    """The real app (loading the tiny model itself) served by uvicorn on a free port; yields a BackgroundServer."""
+    """The real app (loading the tiny model itself) served by uvicorn on a free port; yields a BackgroundServer.
+
+    On torch: this process never loads OpenVINO (the Makefile runs the OpenVINO tests in their own process). The
+    CPU default, openvino, is served over HTTP in tests/test_openvino_backend.py and by the `scott serve`
+    subprocesses of tests/test_server_shutdown.py and the load tests.
+    """
     from background_server import BackgroundServer
 
     from server.app import create_app
     from server.settings import ServerSettings
 
-    settings = ServerSettings(model_dir=tiny_model_dir, device="cpu", max_batch_size=8, max_wait_ms=20)
+    settings = ServerSettings(model_dir=tiny_model_dir, backend="torch", device="cpu", max_batch_size=8, max_wait_ms=20)
     with BackgroundServer(create_app(settings)) as server:
         yield server
 

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from server.cli import app
 from server.settings import ServerSettings
 
+# In-process generations run on torch: this process never loads OpenVINO (the Makefile gives it its own).
+ON_TORCH = ["--backend", "torch"]
 runner = CliRunner()
 
 
@@ -34,7 +36,19 @@ def test_make_model_writes_a_diffusers_folder(made_model: Path) -> None:
 
 def test_generate_writes_a_png_of_the_asked_size(made_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "deep" / "x.png"
-    args = ["generate", "a cat", "--model", str(made_model), "--steps", "2", "--seed", "9", "--size", "96x64"]
+    args = [
+        "generate",
+        "a cat",
+        *ON_TORCH,
+        "--model",
+        str(made_model),
+        "--steps",
+        "2",
+        "--seed",
+        "9",
+        "--size",
+        "96x64",
+    ]
     result = runner.invoke(app, [*args, "--out", str(out), "--guidance", "4", "--gamma", "0.5"])
     assert result.exit_code == 0, result.output
     assert "seed 9" in result.output
@@ -43,21 +57,26 @@ def test_generate_writes_a_png_of_the_asked_size(made_model: Path, tmp_path: Pat
 
 
 def test_generate_rejects_sizes_the_model_cannot_make(made_model: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["generate", "x", "--model", str(made_model), "--size", "100x64"])
+    result = runner.invoke(app, ["generate", "x", *ON_TORCH, "--model", str(made_model), "--size", "100x64"])
     assert result.exit_code == 2
     assert "multiple of 16" in result.output
-    malformed = runner.invoke(app, ["generate", "x", "--model", str(made_model), "--size", "big"])
+    malformed = runner.invoke(app, ["generate", "x", *ON_TORCH, "--model", str(made_model), "--size", "big"])
     assert malformed.exit_code == 2 and "WIDTHxHEIGHT" in malformed.output
-    too_many_steps = runner.invoke(app, ["generate", "x", "--model", str(made_model), "--steps", "5"])
+    too_many_steps = runner.invoke(app, ["generate", "x", *ON_TORCH, "--model", str(made_model), "--steps", "5"])
     assert too_many_steps.exit_code == 2
 
 
 def test_every_command_reads_sizes_in_one_grammar(made_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "square.png"
-    square = runner.invoke(app, ["generate", "x", "--model", str(made_model), "--size", "96", "--out", str(out)])
+    square = runner.invoke(
+        app, ["generate", "x", *ON_TORCH, "--model", str(made_model), "--size", "96", "--out", str(out)]
+    )
     assert square.exit_code == 0, square.output
     assert Image.open(out).size == (96, 96)
-    for command, flag in (["generate", "x"], "--size"), (["build-engines", "--out", str(tmp_path / "e")], "--sizes"):
+    for command, flag in (
+        (["generate", "x", *ON_TORCH], "--size"),
+        (["build-engines", "--out", str(tmp_path / "e")], "--sizes"),
+    ):
         bad = runner.invoke(app, [*command, "--model", str(made_model), flag, "12x"])
         assert bad.exit_code == 2, bad.output
         assert "WIDTHxHEIGHT or SIDE" in bad.output and "'12x'" in bad.output and flag in bad.output

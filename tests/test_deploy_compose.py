@@ -141,7 +141,7 @@ def test_cpu_override_replaces_the_gpu_server() -> None:
     assert name == "server-cpu"
     assert "deploy" not in server or not server["deploy"].get("resources", {}).get("reservations")
     assert server["build"]["target"] == "cpu"
-    assert server["environment"]["SCOTT_BACKEND"] in ("onnx", "torch")
+    assert server["environment"]["SCOTT_BACKEND"] == "openvino"  # the CPU default (engines.default_backend)
     assert server["environment"]["SCOTT_DEVICE"] == "cpu"
     # Prometheus scrapes `server`: the CPU server must answer to that name.
     assert "server" in server["networks"]["default"]["aliases"]

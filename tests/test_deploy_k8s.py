@@ -221,7 +221,7 @@ def test_environment_is_read_by_the_server(layout: str, monkeypatch: pytest.Monk
     settings = settings_from_env(env, monkeypatch)
     assert settings.host == "0.0.0.0"
     assert {p["containerPort"] for p in server_container(layout)["ports"]} == {settings.port}
-    assert settings.backend == ("tensorrt" if layout == BASE else "onnx")
+    assert settings.backend == ("tensorrt" if layout == BASE else "openvino")
     mounts = {m["mountPath"] for m in server_container(layout)["volumeMounts"]}
     assert env["SCOTT_CACHE_DIR"] in mounts
 

@@ -10,7 +10,8 @@ import torch
 
 from engines import load_pipeline
 from engines.onnx_export import MANIFEST, model_fingerprint
-from engines.onnxruntime_backend import OnnxRuntimeBackend, physical_cores, session_options
+from engines.onnxruntime_backend import OnnxRuntimeBackend, session_options
+from engines.threads import physical_cores
 from scott.models import build_model, save_model
 from scott.pipeline import ImageRequest, TextToImagePipeline
 

@@ -3,6 +3,7 @@ cache across restarts, and clear errors for what it cannot run."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,70 @@ def test_scott_serve_on_openvino_answers_over_http_with_the_backends_own_image(c
     served = base64.b64decode(response.json()["images"][0]["b64_png"])
     expected = openvino("f32", cache_dir).generate(requests(1, [0])).images[0]
     assert served == encode_png(expected)
+
+
+SD15_OPT_IN = "SCOTT_SD15_TESTS"  # the sd15 case takes minutes and ~13 GB here (export + compile of an 860M UNet)
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "tiny-true-cfg",
+        pytest.param(
+            "sd15", marks=pytest.mark.skipif(not os.environ.get(SD15_OPT_IN), reason=f"set {SD15_OPT_IN}=1 to run")
+        ),
+    ],
+)
+def test_an_sd15_layout_folder_matches_torch_f32(preset, tmp_path, cache_dir) -> None:
+    """Any SD-1.5-layout folder takes the same path: a UNet without guidance embedding (true CFG, UNet batch 2) and
+    the sd15 preset's architecture (random weights, at 64x64 images)."""
+    import dataclasses
+
+    from diffusers import UNet2DConditionModel
+
+    from scott.models import PRESETS, build_model, save_model
+
+    if preset == "sd15":
+        bundle = build_model("sd15", seed=0)
+    else:
+        bundle = build_model("tiny", seed=0)
+        bundle = dataclasses.replace(
+            bundle, unet=UNet2DConditionModel.from_config({**PRESETS["tiny"]["unet"], "time_cond_proj_dim": None})
+        )
+    model_dir = save_model(bundle, tmp_path / preset)
+    ours = load_openvino_pipeline(model_dir, precision="f32", cache_dir=cache_dir)
+    assert ours.info.guidance_embedding_dim == bundle.unet.config.time_cond_proj_dim
+    expected = load_pipeline(model_dir, backend="torch", device="cpu", precision="f32").generate(requests(1, [0, 1]))
+    diff = np.abs(ours.generate(requests(1, [0, 1])).images.astype(int) - expected.images.astype(int))
+    assert diff.max() <= 1, diff.max()
+
+
+def test_the_cpu_default_is_openvino_and_cuda_keeps_torch(monkeypatch) -> None:
+    import torch
+
+    from engines import default_backend
+    from server.settings import ServerSettings
+
+    assert default_backend("cpu") == "openvino"
+    assert default_backend("cuda:1") == "torch"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_backend(None) == "openvino"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_backend(None) == "torch"
+    assert ServerSettings().backend is None  # the server resolves it per device, at load
+
+
+def test_scott_generate_runs_on_openvino_by_default_on_the_cpu(tmp_path, cache_dir, monkeypatch) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    monkeypatch.setenv("SCOTT_CACHE_DIR", str(cache_dir))
+    out = tmp_path / "x.png"
+    result = CliRunner().invoke(
+        app, ["generate", PROMPTS[0], "--model", str(SHIPPED), "--device", "cpu", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert " on openvino " in result.output
+    assert Image.open(out).size == (64, 64)
