@@ -177,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         command = [str(args.optimum_python), str(script), "--model", str(model_dir)]
         command += ["--batches", args.batches, "--steps", args.steps, "--size", str(size), "--threads", str(threads)]
         command += ["--guidance", str(GUIDANCE), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-        peer = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        run = subprocess.run(command, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"optimum-intel peer failed:\n{run.stderr[-4000:]}")
+        peer = json.loads(run.stdout)
         e2e[f"optimum-intel {peer['optimum_intel']} {peer['precision']}"] = {
             tuple(int(v) for v in key.split(",")): ms for key, ms in peer["e2e"].items()
         }

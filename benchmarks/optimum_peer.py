@@ -39,9 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         exported = OVLatentConsistencyModelPipeline.from_pretrained(args.model, export=True, compile=False)
         exported.save_pretrained(out)
         pipe = OVLatentConsistencyModelPipeline.from_pretrained(out, compile=False, ov_config=ov_config)
+        pipe.set_progress_bar_config(disable=True)
         e2e: dict[str, float] = {}
         for batch in (int(b) for b in args.batches.split(",")):
             pipe.reshape(batch_size=batch, height=args.size, width=args.size, num_images_per_prompt=1)
+            # optimum-intel 2.2 sizes the VAE decoder's batch by num_images_per_prompt alone, so a batch of several
+            # prompts fails to decode; its own helper gives the decoder the batch the pipeline hands it.
+            vae = pipe.vae_decoder
+            vae.model = pipe._reshape_vae_decoder(vae.model, args.size, args.size, batch)
             pipe.compile()
             prompts = [f"a red circle number {i}" for i in range(batch)]
             for steps in (int(s) for s in args.steps.split(",")):

@@ -103,6 +103,9 @@ def latency_point(url: str, raw: RawPipeline, steps: int, repeats: int) -> Laten
     with httpx.Client(base_url=url, timeout=120, headers={"Accept": "image/png"}) as client:
         for seed in range(repeats + 3):
             pipeline_s = raw.latency(steps, seed)
+            # A pause between the two: a runtime's idle threads spin for a while after a call (OpenVINO's TBB
+            # workers, torch's OpenMP), and spinning in one process while the other computes slowed both ~2x here.
+            time.sleep(0.05)
             start = time.perf_counter()
             response = client.post("/generate", json={"prompt": "a lighthouse", "seed": seed, "steps": steps})
             elapsed = time.perf_counter() - start
@@ -112,6 +115,7 @@ def latency_point(url: str, raw: RawPipeline, steps: int, repeats: int) -> Laten
                 e2e.append(elapsed)
                 inside.append(server_pipeline_s(response))
                 overhead.append(elapsed - inside[-1])
+            time.sleep(0.05)
     ms = [statistics.median(values) * 1000 for values in (pipeline, e2e, inside, overhead)]
     return LatencyPoint(*ms)
 

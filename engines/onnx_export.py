@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -328,11 +329,11 @@ class OnnxExport:
                 raise FileNotFoundError(f"{root}: the manifest names {file.name}, which is missing")
         return export
 
-    @property
+    @cached_property
     def dims(self) -> ModelDims:
         return ModelDims(**self.manifest["dims"])
 
-    @property
+    @cached_property  # read on every network call
     def specs(self) -> dict[str, NetworkSpec]:
         return network_specs(self.dims)
 
