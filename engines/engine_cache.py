@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -39,6 +40,11 @@ class BuildTarget:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str  # "9.0"
+
+    def slug(self) -> str:
+        """A file-name-safe name of the target, e.g. nvidia-h100-80gb-hbm3-sm90-trt10.16.1.11."""
+        gpu = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-")
+        return f"{gpu}-sm{self.compute_capability.replace('.', '')}-trt{self.tensorrt_version}"
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 `build_engines` plans one engine per network (profile from ModelInfo, max batch and sizes; key
 from the ONNX hash, the build target and the profile), builds what the cache lacks under the
-key's lock, and writes `engines.json`, the index the runtime reads. Only `build_plan` calls
-TensorRT; everything else runs (and is tested) without it.
+key's lock, and writes the build target's index (`engines-<target>.json`), which the runtime reads.
+One folder can hold the engines of several targets (GPU models, TensorRT versions: pods sharing a
+volume): each has its own index and its own timing cache. Only `build_plan` calls TensorRT;
+everything else runs (and is tested) without it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from engines.shapes import NETWORKS, ModelDims, Profile, build_profiles
 from scott.atomic import write_bytes_atomic, write_json_atomic
 from scott.pipeline import ModelInfo
 
-INDEX = "engines.json"
-INDEX_FORMAT = 1
-TIMING_CACHE = "timing.cache"
+INDEX_FORMAT = 2
 PRECISIONS = ("fp16", "fp32")
 DEFAULT_MAX_BATCH_SIZE = 8
 
@@ -60,11 +60,22 @@ def plan_engines(
 # -- the index the runtime reads -------------------------------------------------------------------
 
 
+def index_path(root: Path, target: BuildTarget) -> Path:
+    """The index of the engines built for `target` under root."""
+    return root / f"engines-{target.slug()}.json"
+
+
+def timing_cache_path(root: Path, target: BuildTarget) -> Path:
+    """The timing cache of `target`: TensorRT refuses (or mis-tunes with) another GPU's or version's timings."""
+    return root / f"timing-{target.slug()}.cache"
+
+
 @dataclass(frozen=True)
 class EngineSet:
     """Built engines of one model for one target: where the plans are and what they accept."""
 
     root: Path
+    target: BuildTarget
     model_fingerprint: str
     model_info: ModelInfo
     dims: ModelDims
@@ -74,8 +85,11 @@ class EngineSet:
         return self.root / self.engines[network][0]
 
     def write(self) -> Path:
+        """Write the index atomically, under its lock (another process may be indexing the same target)."""
+        path = index_path(self.root, self.target)
         payload = {
             "format": INDEX_FORMAT,
+            "target": asdict(self.target),
             "model_fingerprint": self.model_fingerprint,
             "model_info": asdict(self.model_info),
             "dims": self.dims.to_json(),
@@ -84,13 +98,17 @@ class EngineSet:
                 for network, (plan, key, profile) in self.engines.items()
             },
         }
-        return write_json_atomic(self.root / INDEX, payload)
+        with exclusive(path.with_suffix(".lock")):
+            return write_json_atomic(path, payload)
 
     @classmethod
-    def read(cls, root: str | Path) -> EngineSet:
+    def read(cls, root: str | Path, target: BuildTarget) -> EngineSet:
         root = Path(root)
-        path = root / INDEX
-        missing = f"{root} holds no TensorRT engines ({INDEX} missing): run `scott build-engines`"
+        path = index_path(root, target)
+        others = sorted(p.name for p in root.glob("engines-*.json"))
+        built_for = f" (it has engines for: {', '.join(others)})" if others else ""
+        missing = f"{root} holds no TensorRT engines for this GPU and TensorRT ({path.name}){built_for}: "
+        missing += "run `scott build-engines`"
         data = read_versioned_json(path, INDEX_FORMAT, missing)
         engines = {}
         for network, entry in data["engines"].items():
@@ -101,10 +119,40 @@ class EngineSet:
         missing = [n for n in NETWORKS if n not in engines]
         if missing:
             raise ValueError(f"{path} lacks engines for {missing}")
-        return cls(root, data["model_fingerprint"], ModelInfo(**data["model_info"]), ModelDims(**data["dims"]), engines)
+        return cls(
+            root,
+            BuildTarget(**data["target"]),
+            data["model_fingerprint"],
+            ModelInfo(**data["model_info"]),
+            ModelDims(**data["dims"]),
+            engines,
+        )
 
 
 # -- building --------------------------------------------------------------------------------------
+
+
+def precision_flags(trt: Any, precision: str) -> list[Any]:
+    """The builder flags that make an engine compute in `precision` from fp32 graphs (weak typing, TensorRT 10).
+
+    TensorRT 11 removed them (every network is strongly typed: an fp32 graph builds an fp32 engine), so fp16 there
+    would need an fp16 export, which scott does not make yet: refused by name, not an AttributeError mid-build.
+    """
+    if precision == "fp32":
+        return []
+    if not hasattr(trt.BuilderFlag, "FP16"):
+        raise RuntimeError(
+            f"TensorRT {trt.__version__} has no weak typing (BuilderFlag.FP16): it builds the graph's own precision "
+            "and scott exports fp32 graphs; install TensorRT 10 (pip install 'scott-serve[tensorrt]') for fp16"
+        )
+    return [trt.BuilderFlag.FP16]
+
+
+def _timing_cache(config: Any, data: bytes, path: Path) -> Any:
+    cache = config.create_timing_cache(data)
+    if cache is None:
+        raise RuntimeError(f"TensorRT could not read the timing cache {path}: delete it to start a new one")
+    return cache
 
 
 def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: str, timing_cache: Path) -> None:
@@ -119,8 +167,8 @@ def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: st
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
+    for flag in precision_flags(trt, precision):
+        config.set_flag(flag)
     trt_profile = builder.create_optimization_profile()
     for name, lo, opt, hi in profile.shapes:
         trt_profile.set_shape(name, lo, opt, hi)
@@ -128,16 +176,23 @@ def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: st
 
     with exclusive(timing_cache.with_suffix(".lock")):
         cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
+    # The cache is this target's own (timing_cache_path), so a mismatch means a damaged file: say so, do not build
+    # with a cache TensorRT rejected.
+    if not config.set_timing_cache(_timing_cache(config, cache_bytes, timing_cache), ignore_mismatch=False):
+        raise RuntimeError(f"TensorRT rejected the timing cache {timing_cache}: delete it to start a new one")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
     plan_path.write_bytes(bytes(serialized))
-    # Merge what this build timed into the shared cache (another build may have updated it meanwhile).
+    # Merge what this build timed into the target's cache (another build may have updated it meanwhile).
     with exclusive(timing_cache.with_suffix(".lock")):
         merged = config.get_timing_cache()
+        if merged is None:
+            raise RuntimeError("TensorRT returned no timing cache after the build")
         if timing_cache.is_file():
-            merged.combine(config.create_timing_cache(timing_cache.read_bytes()), ignore_mismatch=True)
+            theirs = _timing_cache(config, timing_cache.read_bytes(), timing_cache)
+            if not merged.combine(theirs, ignore_mismatch=False):
+                raise RuntimeError(f"TensorRT could not merge the timing cache {timing_cache}")
         write_bytes_atomic(timing_cache, bytes(merged.serialize()))
 
 
@@ -156,7 +211,7 @@ def build_engine_set(
     say = log or (lambda _msg: None)
     cache = EngineCache(out_dir)
     cache.root.mkdir(parents=True, exist_ok=True)
-    timing_cache = cache.root / TIMING_CACHE
+    timing_cache = timing_cache_path(cache.root, target)
     planned = plan_engines(export, target, max_batch_size, sizes, precision, opt_batch_size)
     engines: dict[str, tuple[str, EngineKey, Profile]] = {}
     for network, plan in planned.items():
@@ -168,7 +223,7 @@ def build_engine_set(
 
         path = cache.get_or_build(plan.key, build)
         engines[network] = (path.name, plan.key, plan.profile)
-    engine_set = EngineSet(cache.root, export.fingerprint, export.info(), export.dims, engines)
+    engine_set = EngineSet(cache.root, target, export.fingerprint, export.info(), export.dims, engines)
     engine_set.write()
     return engine_set
 

@@ -10,8 +10,23 @@ import torch
 
 from engines.engine_cache import BuildTarget
 
-MIN_TENSORRT_MAJOR = 10  # execute_async_v3, set_input_shape and named I/O tensors
+# 10: execute_async_v3, set_input_shape and named I/O tensors. 11 removed weak typing (BuilderFlag.FP16): an fp32
+# graph builds an fp32 engine there, and scott exports fp32 graphs, so 11 is refused until the export makes fp16 ones.
+SUPPORTED_MAJORS = (10,)
 REQUIREMENT = "tensorrt backend needs the `tensorrt` Python package (pip install scott-serve[tensorrt]) and a CUDA GPU"
+
+
+def unsupported_version(version: str) -> str | None:
+    """Why this TensorRT version cannot serve here, or None if it can."""
+    major = int(version.split(".")[0])
+    if major in SUPPORTED_MAJORS:
+        return None
+    if major > max(SUPPORTED_MAJORS):
+        return (
+            f"tensorrt {version} builds strongly typed networks only (no BuilderFlag.FP16) and scott's ONNX export "
+            "is fp32: install TensorRT 10 (pip install 'tensorrt>=10,<11', as scott-serve[tensorrt] does)"
+        )
+    return f"tensorrt {version} is older than {min(SUPPORTED_MAJORS)}.0"
 
 
 def missing_requirements(device: torch.device | None = None) -> list[str]:
@@ -22,9 +37,9 @@ def missing_requirements(device: torch.device | None = None) -> list[str]:
     else:
         try:
             trt = importlib.import_module("tensorrt")
-            major = int(str(trt.__version__).split(".")[0])
-            if major < MIN_TENSORRT_MAJOR:
-                problems.append(f"tensorrt {trt.__version__} is older than {MIN_TENSORRT_MAJOR}.0")
+            problem = unsupported_version(str(trt.__version__))
+            if problem:
+                problems.append(problem)
         except Exception as err:  # a broken install (missing libnvinfer) raises all kinds of errors
             problems.append(f"`import tensorrt` fails: {err}")
     if device is not None and device.type != "cuda":

@@ -152,8 +152,9 @@ class TensorRTBackend:
         from engines.tensorrt_env import build_target, require_tensorrt
 
         trt, self.device = require_tensorrt(device)
-        self.engine_set = EngineSet.read(engine_dir)
-        plans = check_engine_set(self.engine_set, model_dir, build_target(trt, self.device))
+        target = build_target(trt, self.device)
+        self.engine_set = EngineSet.read(engine_dir, target)
+        plans = check_engine_set(self.engine_set, model_dir, target)
         self.dims = self.engine_set.dims
         specs = network_specs(self.dims)
         self.profiles = {network: profile for network, (_, _, profile) in self.engine_set.engines.items()}
@@ -218,9 +219,9 @@ def load_tensorrt_pipeline(
 ) -> TextToImagePipeline:
     """A pipeline on TensorRT engines; fails first, naming what is missing, on hosts without TensorRT or CUDA.
 
-    Where the engines come from:
-    1. `engine_dir` given: the engines `scott build-engines --out engine_dir` made (engines.json); never rebuilt here.
-    2. `<model_dir>/engines/engines.json`: likewise, built beside the model.
+    Where the engines come from (the index of this host's target, engines-<GPU>-<TensorRT>.json):
+    1. `engine_dir` given: the engines `scott build-engines --out engine_dir` made; never rebuilt here.
+    2. `<model_dir>/engines/` with an index for this target: likewise, built beside the model.
     3. Otherwise built on first use into `<cache_dir>/engines/<model fingerprint[:16]>/` (cache_dir defaults
        to $SCOTT_CACHE_DIR or ~/.cache/scott) for max_batch_size (default 8) and the model's sizes,
        from the ONNX export engines.onnx_export.resolve_onnx_dir finds or makes. The engine cache reuses
@@ -228,12 +229,12 @@ def load_tensorrt_pipeline(
     Every plan's sidecar is checked against this host (TensorRT version, GPU) before it is loaded.
     """
     from engines.onnx_export import default_cache_dir, model_fingerprint
-    from engines.tensorrt_build import DEFAULT_MAX_BATCH_SIZE, INDEX, build_engines
-    from engines.tensorrt_env import require_tensorrt
+    from engines.tensorrt_build import DEFAULT_MAX_BATCH_SIZE, build_engines, index_path
+    from engines.tensorrt_env import build_target, require_tensorrt
 
-    require_tensorrt(device)  # before any export or build work
+    trt, target_device = require_tensorrt(device)  # before any export or build work
     model_dir = Path(model_dir)
-    if engine_dir is None and (model_dir / "engines" / INDEX).is_file():
+    if engine_dir is None and index_path(model_dir / "engines", build_target(trt, target_device)).is_file():
         engine_dir = model_dir / "engines"
     if engine_dir is None:
         engine_dir = Path(cache_dir or default_cache_dir()) / "engines" / model_fingerprint(model_dir)[:16]

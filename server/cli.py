@@ -137,7 +137,7 @@ def export(
 @app.command("build-engines")
 @settings_flags("model_dir", "max_batch_size", "device")
 def build_engines(
-    out: Annotated[Path, typer.Option(help="engine folder (engines.json index, .plan files, sidecars)")],
+    out: Annotated[Path, typer.Option(help="engine folder (per-target engines-*.json index, .plan files, sidecars)")],
     sizes: Annotated[
         list[str] | None, typer.Option(help="WIDTHxHEIGHT or SIDE (repeatable); default: the model's")
     ] = None,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from fake_tensorrt import fake_tensorrt
 from onnx import TensorProto, helper
 
 from engines import load_pipeline
@@ -182,7 +184,7 @@ def test_build_engine_set_builds_once_and_indexes(fake_export, model_dir, tmp_pa
     expected = build_profiles(fake_export.info(), 128, 4)
     assert {name: prof for name, prof, _ in builder.calls} == expected
 
-    loaded = EngineSet.read(out)
+    loaded = EngineSet.read(out, H100)
     assert loaded == built
     assert loaded.model_info == fake_export.info() and loaded.dims == fake_export.dims
     plans = check_engine_set(loaded, model_dir, H100)
@@ -302,3 +304,84 @@ def test_pipeline_on_tensorrt_matches_torch(trt_backend, model_dir):
     expected = reference.generate(requests).images.astype(np.float64)
     actual = engines.generate(requests).images.astype(np.float64)
     assert np.abs(actual - expected).mean() < 3 / 255
+
+
+# -- the builder against TensorRT 10.x and 11.x API surfaces (tests/fake_tensorrt.py) ---------------
+
+
+def _build(monkeypatch, trt, tmp_path: Path, name: str, precision: str = "fp16", timing: Path | None = None) -> Path:
+    from engines.tensorrt_build import build_plan
+
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    onnx_path = tmp_path / f"{name}.onnx"
+    onnx_path.write_bytes(b"graph")
+    plan = tmp_path / f"{name}.plan"
+    profile = Profile((("sample", (1, 4, 8, 8), (1, 4, 8, 8), (4, 4, 16, 16)),))
+    build_plan(onnx_path, plan, profile, precision, timing or tmp_path / "timing.cache")
+    return plan
+
+
+def test_tensorrt_10_builds_fp16_and_grows_the_timing_cache(monkeypatch, tmp_path):
+    trt = fake_tensorrt("10.16.1.11")
+    timing = tmp_path / "timing.cache"
+    plan = _build(monkeypatch, trt, tmp_path, "unet", timing=timing)
+    assert plan.read_bytes() == f"plan of {tmp_path / 'unet.onnx'}".encode()
+    ((_, flags, shapes),) = trt.built
+    assert flags == {"FP16"} and shapes == {"sample": ((1, 4, 8, 8), (1, 4, 8, 8), (4, 4, 16, 16))}
+    _build(monkeypatch, trt, tmp_path, "vae_decoder", precision="fp32", timing=timing)
+    assert trt.built[1][1] == set()  # fp32: no precision flag
+    entries = json.loads(timing.read_bytes())["entries"]
+    assert entries == [str(tmp_path / "unet.onnx"), str(tmp_path / "vae_decoder.onnx")]  # merged, not replaced
+
+
+def test_tensorrt_11_is_refused_by_name_instead_of_failing_mid_build(monkeypatch, tmp_path):
+    """TensorRT 11 has no BuilderFlag.FP16: the builder says so (the old code raised AttributeError after parsing),
+    and the environment check refuses the version before any export or build work."""
+    from engines.tensorrt_env import unsupported_version
+
+    trt = fake_tensorrt("11.4.0")
+    assert not hasattr(trt.BuilderFlag, "FP16")
+    with pytest.raises(RuntimeError, match=r"TensorRT 11.4.0 has no weak typing \(BuilderFlag.FP16\)"):
+        _build(monkeypatch, trt, tmp_path, "unet")
+    assert trt.built == []
+    _build(monkeypatch, trt, tmp_path, "unet", precision="fp32")  # what 11 builds from fp32 graphs: fp32
+    assert trt.built[0][1] == set()
+    assert "strongly typed networks only" in unsupported_version("11.4.0")
+    assert "older than 10.0" in unsupported_version("8.6.1")
+    assert unsupported_version("10.16.1.11") is None
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    assert any("strongly typed networks only" in p for p in missing_requirements(torch.device("cuda")))
+
+
+def test_a_timing_cache_tensorrt_cannot_use_stops_the_build(monkeypatch, tmp_path):
+    damaged = tmp_path / "damaged.cache"
+    damaged.write_bytes(b"\x00 not a cache")
+    with pytest.raises(RuntimeError, match=r"could not read the timing cache .*damaged\.cache"):
+        _build(monkeypatch, fake_tensorrt("10.16.1.11"), tmp_path, "unet", timing=damaged)
+    other_gpu = tmp_path / "a100.cache"
+    other_gpu.write_bytes(json.dumps({"target": "A100", "entries": []}).encode())
+    with pytest.raises(RuntimeError, match=r"rejected the timing cache .*a100\.cache"):
+        _build(monkeypatch, fake_tensorrt("10.16.1.11", target="H100"), tmp_path, "unet", timing=other_gpu)
+
+
+def test_each_target_has_its_own_index_and_timing_cache_in_one_folder(fake_export, model_dir, tmp_path):
+    """Pods with different GPUs (or TensorRT versions) sharing one cache volume do not overwrite each other."""
+    from engines.tensorrt_build import index_path, timing_cache_path
+
+    out = tmp_path / "engines"
+    timings: list[Path] = []
+
+    def builder(onnx_path: Path, plan_path: Path, profile: Profile, precision: str, timing_cache: Path) -> None:
+        timings.append(timing_cache)
+        plan_path.write_bytes(b"plan")
+
+    build_engine_set(fake_export, out, H100, max_batch_size=2, builder=builder)
+    build_engine_set(fake_export, out, A100, max_batch_size=2, builder=builder)
+    assert set(timings) == {timing_cache_path(out, H100), timing_cache_path(out, A100)}
+    assert index_path(out, H100) != index_path(out, A100)
+    assert EngineSet.read(out, H100).target == H100 and EngineSet.read(out, A100).target == A100
+    assert index_path(out, H100).name == "engines-nvidia-h100-80gb-hbm3-sm90-trt10.7.0.json"
+    l40 = BuildTarget("10.7.0", "NVIDIA L40S", "8.9")
+    with pytest.raises(FileNotFoundError, match=r"no TensorRT engines for this GPU .*engines-nvidia-a100"):
+        EngineSet.read(out, l40)

@@ -1,0 +1,126 @@
+"""A stand-in `tensorrt` module with the builder surface of TensorRT 10.x or 11.x (not installable here).
+
+It mirrors what engines/tensorrt_build.py touches, with the same names and return conventions as the real bindings:
+`IBuilderConfig.set_timing_cache` and `ITimingCache.combine` return bools, `create_timing_cache` returns None for
+bytes it cannot read, `build_serialized_network` returns None on failure, and TensorRT 11's `BuilderFlag` has no
+weak-typing members (FP16, BF16, INT8, ...), as its migration guide lists.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from types import ModuleType
+from typing import Any
+
+_WEAK_TYPING = ("FP16", "BF16", "INT8", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS")
+_ALWAYS = ("REFIT", "SPARSE_WEIGHTS", "STRIP_PLAN", "VERSION_COMPATIBLE")
+
+
+class TimingCache:
+    """Timings of one target; serialized as JSON so a test can read what a build added."""
+
+    def __init__(self, target: str, entries: list[str]) -> None:
+        self.target, self.entries = target, list(entries)
+
+    def serialize(self) -> bytes:
+        return json.dumps({"target": self.target, "entries": self.entries}).encode()
+
+    def combine(self, other: TimingCache, ignore_mismatch: bool) -> bool:
+        if other.target != self.target and not ignore_mismatch:
+            return False
+        self.entries += [e for e in other.entries if e not in self.entries]
+        return True
+
+
+def fake_tensorrt(version: str, target: str = "H100") -> ModuleType:
+    """A `tensorrt` module of this version whose builds run on a GPU called `target`."""
+    major = int(version.split(".")[0])
+    trt = ModuleType("tensorrt")
+    trt.__version__ = version
+    members = [*_ALWAYS, *(_WEAK_TYPING if major < 11 else ())]
+    trt.BuilderFlag = enum.Enum("BuilderFlag", members)  # type: ignore[attr-defined]
+    trt.NetworkDefinitionCreationFlag = enum.Enum("NetworkDefinitionCreationFlag", ["STRONGLY_TYPED"])  # type: ignore[attr-defined]
+    trt.built = []  # type: ignore[attr-defined]  # (onnx path, flags, profile shapes) per build, for the tests
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity: int) -> None:
+            self.severity = severity
+
+    class Network:
+        def __init__(self, flags: int) -> None:
+            self.flags, self.source = flags, None
+
+    class OnnxParser:
+        def __init__(self, network: Network, logger: Logger) -> None:
+            self.network, self.num_errors = network, 0
+
+        def parse_from_file(self, path: str) -> bool:
+            self.network.source = path
+            return True
+
+        def get_error(self, index: int) -> str:
+            raise IndexError(index)
+
+    class OptimizationProfile:
+        def __init__(self) -> None:
+            self.shapes: dict[str, tuple[Any, Any, Any]] = {}
+
+        def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
+            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+    class BuilderConfig:
+        def __init__(self) -> None:
+            self.flags: set[Any] = set()
+            self.profiles: list[OptimizationProfile] = []
+            self.timing_cache: TimingCache | None = None
+
+        def set_flag(self, flag: Any) -> None:
+            self.flags.add(flag)
+
+        def add_optimization_profile(self, profile: OptimizationProfile) -> int:
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
+
+        def create_timing_cache(self, data: bytes) -> TimingCache | None:
+            if not data:
+                return TimingCache(target, [])
+            try:
+                payload = json.loads(data)
+                return TimingCache(payload["target"], payload["entries"])
+            except (ValueError, KeyError, TypeError):
+                return None
+
+        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+            if cache.target != target and not ignore_mismatch:
+                return False
+            self.timing_cache = cache
+            return True
+
+        def get_timing_cache(self) -> TimingCache | None:
+            return self.timing_cache
+
+    class Builder:
+        def __init__(self, logger: Logger) -> None:
+            self.logger = logger
+
+        def create_network(self, flags: int = 0) -> Network:
+            return Network(flags)
+
+        def create_builder_config(self) -> BuilderConfig:
+            return BuilderConfig()
+
+        def create_optimization_profile(self) -> OptimizationProfile:
+            return OptimizationProfile()
+
+        def build_serialized_network(self, network: Network, config: BuilderConfig) -> bytes | None:
+            (profile,) = config.profiles
+            trt.built.append((network.source, {f.name for f in config.flags}, profile.shapes))
+            if config.timing_cache is not None:
+                config.timing_cache.entries.append(str(network.source))
+            return f"plan of {network.source}".encode()
+
+    trt.Logger, trt.OnnxParser, trt.Builder = Logger, OnnxParser, Builder  # type: ignore[attr-defined]
+    return trt
