@@ -12,21 +12,23 @@ from engines.engine_cache import BuildTarget
 
 # 10: execute_async_v3, set_input_shape and named I/O tensors. 11 removed weak typing (BuilderFlag.FP16): an fp32
 # graph builds an fp32 engine there, and scott exports fp32 graphs, so 11 is refused until the export makes fp16 ones.
+# 10.1: ICudaEngine.device_memory_size_v2 and IExecutionContext.set_device_memory (one scratch buffer, many contexts).
 SUPPORTED_MAJORS = (10,)
+MIN_VERSION = (10, 1)
 REQUIREMENT = "tensorrt backend needs the `tensorrt` Python package (pip install scott-serve[tensorrt]) and a CUDA GPU"
 
 
 def unsupported_version(version: str) -> str | None:
     """Why this TensorRT version cannot serve here, or None if it can."""
-    major = int(version.split(".")[0])
-    if major in SUPPORTED_MAJORS:
+    major, minor = (int(part) for part in version.split(".")[:2])
+    if major in SUPPORTED_MAJORS and (major, minor) >= MIN_VERSION:
         return None
     if major > max(SUPPORTED_MAJORS):
         return (
             f"tensorrt {version} builds strongly typed networks only (no BuilderFlag.FP16) and scott's ONNX export "
             "is fp32: install TensorRT 10 (pip install 'tensorrt>=10,<11', as scott-serve[tensorrt] does)"
         )
-    return f"tensorrt {version} is older than {min(SUPPORTED_MAJORS)}.0"
+    return f"tensorrt {version} is older than {'.'.join(map(str, MIN_VERSION))}"
 
 
 def missing_requirements(device: torch.device | None = None) -> list[str]:

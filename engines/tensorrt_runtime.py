@@ -1,11 +1,13 @@
 """TensorRT backend: FP16 engines run on one CUDA stream, with one CUDA graph per input shape.
 
-Engine lifecycle (as TensorRT's demo/Diffusion): load (deserialize the plan) -> activate (an
-execution context) -> allocate (static I/O buffers for one shape) -> infer (copy inputs in,
-execute_async_v3 or replay the shape's CUDA graph, return copies of the outputs). Buffers are
-the engine's own: callers get fresh tensors, never a view of a buffer the next call overwrites.
-A shape's graph is captured after WARMUP_RUNS eager runs (TensorRT allocates and tunes lazily
-on the first enqueues, which must not be captured).
+Engine lifecycle (as TensorRT's demo/Diffusion): load (deserialize the plan) -> activate (one scratch buffer for
+the engine's activations) -> allocate (per input shape: an execution context bound to that shape once, and static
+I/O buffers) -> infer (copy inputs in, execute_async_v3 or replay the shape's CUDA graph, return copies of the
+outputs). A context per shape, never rebound, is what keeps a captured graph valid: a graph replayed on a context
+since set up for another shape read that shape's bindings. The contexts share the scratch buffer (they run one at a
+time on one stream), so memory does not grow with the number of shapes. Callers get fresh tensors, never a view of
+a buffer the next call overwrites. A shape's graph is captured after WARMUP_RUNS eager runs (TensorRT allocates
+and tunes lazily on the first enqueues, which must not be captured).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,17 @@ from scott.tokenizer import load_tokenizer
 
 WARMUP_RUNS = 2
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int32": torch.int32, "int64": torch.int64}
+
+# (the work to capture, the stream it runs on) -> an object whose replay() re-issues that work
+GraphCapture = Callable[[Callable[[], None], Any], Any]
+
+
+def capture_cuda_graph(work: Callable[[], None], stream: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
+    # Capture does not execute: the call that captures returns the outputs of the eager run just before.
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        work()
+    return graph
 
 
 def check_in_profile(network: str, profile: Profile, inputs: dict[str, torch.Tensor]) -> None:
@@ -41,27 +54,37 @@ def check_in_profile(network: str, profile: Profile, inputs: dict[str, torch.Ten
 
 @dataclass
 class _Slot:
-    """Static buffers (and, once captured, the CUDA graph) for one input shape."""
+    """One input shape: its own execution context (bound once), static buffers and, once captured, its graph."""
 
+    context: Any
     buffers: dict[str, torch.Tensor]
     runs: int = 0
     graph: Any = None  # torch.cuda.CUDAGraph
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 class TensorRTEngine:
     """One serialized engine on one device."""
 
-    def __init__(self, plan_path: Path, spec: NetworkSpec, device: torch.device, use_cuda_graph: bool = True) -> None:
+    def __init__(
+        self,
+        plan_path: Path,
+        spec: NetworkSpec,
+        device: torch.device,
+        use_cuda_graph: bool = True,
+        capture: GraphCapture = capture_cuda_graph,
+    ) -> None:
         self.plan_path = plan_path
         self.spec = spec
         self.device = device
         self.use_cuda_graph = use_cuda_graph
+        self.capture = capture
         self.engine: Any = None
-        self.context: Any = None
+        self._user_managed: Any = None  # trt.ExecutionContextAllocationStrategy.USER_MANAGED
+        self._scratch: torch.Tensor | None = None
         self._slots: dict[tuple[tuple[int, ...], ...], _Slot] = {}
 
-    def load(self, runtime: Any) -> None:
+    def load(self, runtime: Any, trt: Any) -> None:
+        self._user_managed = trt.ExecutionContextAllocationStrategy.USER_MANAGED
         self.engine = runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
         if self.engine is None:
             raise RuntimeError(f"TensorRT could not deserialize {self.plan_path}")
@@ -71,39 +94,36 @@ class TensorRTEngine:
             raise RuntimeError(f"{self.plan_path} has I/O tensors {names}, expected {expected}")
 
     def activate(self) -> None:
-        # The default (static) allocation strategy sizes activation memory for the profile's max
-        # shapes once, so its address is stable across shapes and captured graphs stay valid.
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise RuntimeError(f"TensorRT could not create an execution context for {self.plan_path}")
+        """The scratch buffer every shape's context runs in: sized for the profile's largest shapes, allocated once."""
+        size = int(self.engine.device_memory_size_v2)
+        self._scratch = torch.empty(max(size, 1), dtype=torch.uint8, device=self.device)
 
     def allocate(self, shapes: dict[str, tuple[int, ...]]) -> _Slot:
-        """Static buffers for one set of input shapes; output shapes come from TensorRT's shape inference."""
+        """A context bound to one set of input shapes, with its static buffers (outputs sized by TensorRT)."""
+        if self._scratch is None:
+            raise RuntimeError(f"{self.spec.name}: activate() before running")
+        context = self.engine.create_execution_context(self._user_managed)
+        if context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for {self.plan_path}")
+        context.set_device_memory(self._scratch.data_ptr(), self._scratch.numel())
         buffers = {}
         for tensor in self.spec.inputs:
-            buffers[tensor.name] = torch.empty(
-                shapes[tensor.name], dtype=_TORCH_DTYPES[tensor.dtype], device=self.device
-            )
-        self._bind_shapes(shapes)
+            shape = shapes[tensor.name]
+            buffers[tensor.name] = torch.empty(shape, dtype=_TORCH_DTYPES[tensor.dtype], device=self.device)
+            if not context.set_input_shape(tensor.name, shape):
+                raise ValueError(f"{self.spec.name}.{tensor.name}: TensorRT rejected shape {shape}")
         for tensor in self.spec.outputs:
-            shape = tuple(self.context.get_tensor_shape(tensor.name))
+            shape = tuple(context.get_tensor_shape(tensor.name))
             if any(d < 0 for d in shape):
                 raise RuntimeError(f"{self.spec.name}.{tensor.name}: TensorRT left shape {shape} unresolved")
             buffers[tensor.name] = torch.empty(shape, dtype=_TORCH_DTYPES[tensor.dtype], device=self.device)
-        return _Slot(buffers=buffers, shapes=dict(shapes))
+        for name, buffer in buffers.items():
+            if not context.set_tensor_address(name, buffer.data_ptr()):
+                raise RuntimeError(f"{self.spec.name}.{name}: TensorRT rejected the buffer address")
+        return _Slot(context=context, buffers=buffers)
 
-    def _bind_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        for name, shape in shapes.items():
-            if not self.context.set_input_shape(name, shape):
-                raise ValueError(f"{self.spec.name}.{name}: TensorRT rejected shape {shape}")
-
-    def _bind(self, slot: _Slot) -> None:
-        self._bind_shapes(slot.shapes)
-        for name, buffer in slot.buffers.items():
-            self.context.set_tensor_address(name, buffer.data_ptr())
-
-    def _execute(self, stream: torch.cuda.Stream) -> None:
-        if not self.context.execute_async_v3(stream.cuda_stream):
+    def _execute(self, slot: _Slot, stream: torch.cuda.Stream) -> None:
+        if not slot.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f"TensorRT execution of {self.spec.name} failed")
 
     def infer(self, inputs: dict[str, torch.Tensor], stream: torch.cuda.Stream) -> dict[str, torch.Tensor]:
@@ -118,20 +138,11 @@ class TensorRTEngine:
         if slot.graph is not None:
             slot.graph.replay()
         else:
-            self._bind(slot)
-            self._execute(stream)
+            self._execute(slot, stream)
             slot.runs += 1
             if self.use_cuda_graph and slot.runs >= WARMUP_RUNS:
-                self._capture(slot, stream)
+                slot.graph = self.capture(lambda: self._execute(slot, stream), stream)
         return {t.name: slot.buffers[t.name].clone() for t in self.spec.outputs}
-
-    def _capture(self, slot: _Slot, stream: torch.cuda.Stream) -> None:
-        # Capture does not execute: this call's outputs came from the eager run just before.
-        graph = torch.cuda.CUDAGraph()
-        self._bind(slot)
-        with torch.cuda.graph(graph, stream=stream):
-            self._execute(stream)
-        slot.graph = graph
 
 
 class TensorRTBackend:
@@ -139,7 +150,7 @@ class TensorRTBackend:
 
     name = "tensorrt"
     precision = "f16"  # FP16 engines
-    per_shape = True  # each input shape binds its context and captures its CUDA graphs
+    per_shape = True  # each input shape gets its context and captures its CUDA graphs
 
     def __init__(
         self,
@@ -164,7 +175,7 @@ class TensorRTBackend:
         with torch.cuda.device(self.device):
             for network in NETWORKS:
                 engine = TensorRTEngine(plans[network], specs[network], self.device, use_cuda_graphs)
-                engine.load(self._runtime)
+                engine.load(self._runtime, trt)
                 engine.activate()
                 self.engines[network] = engine
 

@@ -124,3 +124,92 @@ def fake_tensorrt(version: str, target: str = "H100") -> ModuleType:
 
     trt.Logger, trt.OnnxParser, trt.Builder = Logger, OnnxParser, Builder  # type: ignore[attr-defined]
     return trt
+
+
+# -- the runtime side: an engine whose output depends on the shape its context is bound to -------------------
+
+
+class FakeContext:
+    """An IExecutionContext over CPU memory: execute_async_v3 reads the bound input from its address and writes
+    images whose value encodes the shape this context is bound to now (so a stale binding shows in the result)."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.addresses: dict[str, int] = {}
+        self.device_memory: tuple[int, int] | None = None
+
+    def set_device_memory(self, memory: int, size: int) -> None:
+        self.device_memory = (memory, size)
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        batch, _, height, width = self.shapes["latents"]
+        f = self.engine.scale
+        return (batch, 3, height * f, width * f)
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        self.addresses[name] = address
+        return True
+
+    def execute_async_v3(self, stream: int) -> bool:
+        import ctypes
+
+        import numpy as np
+
+        if self.device_memory is None:
+            return False  # USER_MANAGED contexts have no memory until given some
+        latents = self.shapes["latents"]
+        out = self.get_tensor_shape("images")
+        read = np.ctypeslib.as_array((ctypes.c_float * int(np.prod(latents))).from_address(self.addresses["latents"]))
+        write = np.ctypeslib.as_array((ctypes.c_float * int(np.prod(out))).from_address(self.addresses["images"]))
+        write[:] = float(read.sum()) + 1000.0 * latents[0] + latents[2]  # input, bound batch and bound height
+        self.engine.executions += 1
+        return True
+
+
+class FakeEngine:
+    """An ICudaEngine of the VAE decoder's I/O (latents -> images)."""
+
+    def __init__(self, scale: int = 2, memory: int = 4096) -> None:
+        self.scale, self.device_memory_size_v2 = scale, memory
+        self.names = ["latents", "images"]
+        self.num_io_tensors = len(self.names)
+        self.contexts: list[FakeContext] = []
+        self.executions = 0
+
+    def get_tensor_name(self, index: int) -> str:
+        return self.names[index]
+
+    def create_execution_context(self, strategy: Any) -> FakeContext:
+        assert strategy.name == "USER_MANAGED"
+        self.contexts.append(FakeContext(self))
+        return self.contexts[-1]
+
+
+def fake_runtime(version: str, engine: FakeEngine) -> tuple[ModuleType, Any]:
+    """(tensorrt module, trt.Runtime) whose deserialize_cuda_engine returns `engine`."""
+    trt = fake_tensorrt(version)
+    trt.ExecutionContextAllocationStrategy = enum.Enum(  # type: ignore[attr-defined]
+        "ExecutionContextAllocationStrategy", ["STATIC", "ON_PROFILE_CHANGE", "USER_MANAGED"]
+    )
+
+    class Runtime:
+        def deserialize_cuda_engine(self, plan: bytes) -> FakeEngine:
+            return engine
+
+    return trt, Runtime()
+
+
+class ReplayGraph:
+    """Stands in for a CUDA graph: replay() re-issues the captured work, which reads the context as it is then."""
+
+    def __init__(self, work: Any, stream: Any) -> None:
+        self.work, self.replays = work, 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        self.work()

@@ -347,7 +347,7 @@ def test_tensorrt_11_is_refused_by_name_instead_of_failing_mid_build(monkeypatch
     _build(monkeypatch, trt, tmp_path, "unet", precision="fp32")  # what 11 builds from fp32 graphs: fp32
     assert trt.built[0][1] == set()
     assert "strongly typed networks only" in unsupported_version("11.4.0")
-    assert "older than 10.0" in unsupported_version("8.6.1")
+    assert "older than 10.1" in unsupported_version("8.6.1") and "older than 10.1" in unsupported_version("10.0.1")
     assert unsupported_version("10.16.1.11") is None
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
@@ -385,3 +385,45 @@ def test_each_target_has_its_own_index_and_timing_cache_in_one_folder(fake_expor
     l40 = BuildTarget("10.7.0", "NVIDIA L40S", "8.9")
     with pytest.raises(FileNotFoundError, match=r"no TensorRT engines for this GPU .*engines-nvidia-a100"):
         EngineSet.read(out, l40)
+
+
+def test_each_shape_replays_its_own_graph_on_its_own_context(tmp_path):
+    """A, B, A, B: every call gives its own shape's result, eager or replayed (one shared context did not: A's graph
+    then ran with B's bindings), and all contexts share one scratch buffer."""
+    from types import SimpleNamespace
+
+    from fake_tensorrt import FakeEngine, ReplayGraph, fake_runtime
+
+    from engines.shapes import ModelDims, network_specs
+    from engines.tensorrt_runtime import WARMUP_RUNS, TensorRTEngine
+
+    spec = network_specs(ModelDims(77, 128, 4, 2, 64))["vae_decoder"]
+    plan = tmp_path / "vae.plan"
+    plan.write_bytes(b"plan")
+    fake = FakeEngine(scale=2)
+    trt, runtime = fake_runtime("10.16.1.11", fake)
+    graphs: list[ReplayGraph] = []
+
+    def capture(work, stream):
+        graphs.append(ReplayGraph(work, stream))
+        return graphs[-1]
+
+    engine = TensorRTEngine(plan, spec, torch.device("cpu"), capture=capture)
+    engine.load(runtime, trt)
+    engine.activate()
+    stream = SimpleNamespace(cuda_stream=0)
+    shapes = {"A": (1, 4, 8, 8), "B": (4, 4, 16, 16)}
+
+    def expected(shape: tuple[int, ...], latents: torch.Tensor) -> float:
+        return float(latents.sum()) + 1000.0 * shape[0] + shape[2]
+
+    for round_ in range(WARMUP_RUNS + 3):
+        for name, shape in shapes.items():
+            latents = torch.full(shape, float(round_ + 1))
+            (images,) = engine.infer({"latents": latents}, stream).values()
+            assert images.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)
+            assert torch.all(images == expected(shape, latents)), (name, round_)
+    assert len(graphs) == 2 and all(g.replays == 3 for g in graphs)
+    assert len(fake.contexts) == 2  # one per shape, never rebound
+    assert {c.shapes["latents"] for c in fake.contexts} == set(shapes.values())
+    assert len({c.device_memory for c in fake.contexts}) == 1  # one scratch buffer for both
