@@ -6,11 +6,23 @@ import numpy as np
 import torch
 
 
+class NonFiniteImages(ValueError):
+    """The networks produced NaN or Inf pixels (most often an fp16 overflow in the VAE decoder)."""
+
+    def __init__(self, bad: int, total: int) -> None:
+        super().__init__(f"{bad} of {total} images came out of the networks with NaN or Inf pixels")
+        self.bad, self.total = bad, total
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B,3,H,W) in [-1, 1] -> (B,H,W,3) uint8, rounding as diffusers' image processor does.
 
     Done on the device: a quarter of the bytes cross to the host, and the host does no float math.
+    Raises NonFiniteImages rather than let a clamp turn NaN into a black image nobody is told about.
     """
+    finite = torch.isfinite(images).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        raise NonFiniteImages(int((~finite).sum()), len(images))
     pixels = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
     return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 

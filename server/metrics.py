@@ -73,6 +73,9 @@ class ServerMetrics:
         self.dropped = Counter(
             "scott_dropped_jobs", "Queued jobs dropped before inference, by reason", ["reason"], registry=r
         )
+        self.nonfinite = Counter(
+            "scott_nonfinite_outputs", "Requests failed because the networks produced NaN or Inf pixels", registry=r
+        )
         self.ready = Gauge("scott_ready", "1 once the model is loaded and warmed up", registry=r)
         self.backend = Info("scott_backend", "The runtime serving the model: backend, device, precision", registry=r)
         # Export every label value from the start, so rate() sees the first event.

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+from scott.images import NonFiniteImages
 from scott.pipeline import ImageRequest, ModelInfo, TextToImagePipeline
 from server.batcher import Batcher, DeadlineExceeded, Job, JobResult, QueueClosed, QueueFull
 from server.errors import ApiError
@@ -225,6 +226,10 @@ class GenerationService:
         except DeadlineExceeded as exc:
             message = f"request deadline of {limit:.3f}s passed in the queue"
             raise ApiError(504, "timeout", message, reason="timeout") from exc
+        except NonFiniteImages as exc:
+            self.metrics.nonfinite.inc()
+            message = f"inference failed: {exc} (try --precision f32)"
+            raise ApiError(500, "nonfinite_output", message, reason="failed") from exc
         except Exception as exc:
             message = f"inference failed: {type(exc).__name__}: {exc}"
             raise ApiError(500, "inference_failed", message, reason="failed") from exc

@@ -115,3 +115,48 @@ def test_accept_negotiation_prefers_the_higher_q(client: httpx.Client) -> None:
     assert json_first.headers["content-type"].startswith("application/json")
     png_first = client.post("/generate", json=body, headers={"Accept": "image/png, */*;q=0.1"})
     assert png_first.headers["content-type"] == "image/png"
+
+
+def test_nan_pixels_are_a_500_counted_on_metrics_never_a_black_png(tiny_pipeline, monkeypatch) -> None:
+    """An fp16 overflow in the VAE gives NaN: clamped to uint8 it was a black PNG with 200. Now the request fails
+    with its own error type, /metrics counts it, and the server goes on serving."""
+    import threading
+
+    from background_server import BackgroundServer
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    poisoned = threading.Event()
+    real_decode = tiny_pipeline.backend.decode
+
+    def decode(latents):
+        images = real_decode(latents)
+        return images * float("nan") if poisoned.is_set() else images
+
+    monkeypatch.setattr(tiny_pipeline.backend, "decode", decode)
+    with BackgroundServer(create_app(ServerSettings(), pipeline=tiny_pipeline)) as server:
+        poisoned.set()
+        failed = httpx.post(f"{server.url}/generate", json={"prompt": "x", "steps": 1, "num_images": 2}, timeout=60)
+        poisoned.clear()
+        served = httpx.post(f"{server.url}/generate", json={"prompt": "x", "steps": 1}, timeout=60)
+        metrics = httpx.get(f"{server.url}/metrics").text
+    assert failed.status_code == 500, failed.text
+    error = failed.json()["error"]
+    assert error["type"] == "nonfinite_output" and "2 of 2 images" in error["message"] and "NaN" in error["message"]
+    assert "/" not in error["message"].replace("--precision f32", "")  # no server paths
+    assert "scott_nonfinite_outputs_total 1.0" in metrics
+    assert served.status_code == 200
+
+
+def test_to_uint8_refuses_nan_and_inf() -> None:
+    import torch
+
+    from scott.images import NonFiniteImages, to_uint8
+
+    images = torch.zeros(3, 3, 4, 4)
+    assert to_uint8(images).shape == (3, 4, 4, 3)
+    images[1, 0, 0, 0] = float("inf")
+    images[2, 2, 3, 3] = float("nan")
+    with pytest.raises(NonFiniteImages, match="2 of 3 images"):
+        to_uint8(images)
