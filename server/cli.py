@@ -101,6 +101,38 @@ def generate(
         typer.echo(f"note: the prompt was truncated to {pipeline.info.max_prompt_tokens} tokens", err=True)
 
 
+@app.command()
+@settings_flags("model_dir", "device", "max_batch_size")
+def check(
+    backends: Annotated[str, typer.Option(help="comma list to check")] = "torch,onnx,openvino,tensorrt",
+    steps: Annotated[int | None, typer.Option(min=1, max=4, help="sampler steps; default: the model's")] = None,
+    **flags: Any,
+) -> None:
+    """Check every backend this host can run against torch f32 (same prompts and seeds): pixels, NaN, timings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from engines.check import PARITY, run_check
+
+    settings = settings_from(flags)
+    names = tuple(name.strip() for name in backends.split(",") if name.strip())
+    rows = run_check(settings.model_dir, settings.device, settings.max_batch_size, names, steps)
+    table = Table(title=f"scott check: {settings.model_dir}, batch 1 and {settings.max_batch_size}, vs torch f32")
+    for column in ("backend", "precision", "mean diff", "max diff", "text ms", "unet ms", "vae ms", "image ms"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    table.add_column("verdict")
+    for row in rows:
+        ms = row.ms or {}
+        cells = [f"{ms[k]:.1f}" if k in ms else "" for k in ("text", "unet", "vae", "total")]
+        diffs = ["", ""] if row.mean_diff is None else [f"{row.mean_diff:.2f}", str(row.max_diff)]
+        verdict = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]"}.get(row.status, "[yellow]n/a[/yellow]")
+        table.add_row(row.backend, row.precision, *diffs, *cells, f"{verdict} {row.reason}".strip())
+    Console(width=160).print(table)
+    typer.echo("bounds (mean / max of 255): " + ", ".join(f"{p} {m} / {x}" for p, (m, x) in PARITY.items()))
+    if any(row.status == "fail" for row in rows):
+        raise typer.Exit(1)
+
+
 @app.command("make-model")
 def make_model(
     out: Annotated[Path, typer.Option(help="folder to write (diffusers format)")],
