@@ -29,7 +29,16 @@ import numpy as np
 import torch
 
 from engines.engine_cache import exclusive, onnx_sha256, read_versioned_json
-from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, ModelDims, NetworkSpec, network_specs
+from engines.shapes import (
+    NETWORKS,
+    TEXT_ENCODER,
+    UNET,
+    VAE_DECODER,
+    ModelDims,
+    NetworkSpec,
+    network_specs,
+    vae_peak_channels,
+)
 from scott.atomic import write_json_atomic
 from scott.models import SUBFOLDERS, ModelBundle, load_model
 from scott.pipeline import ModelInfo
@@ -284,7 +293,11 @@ def export_onnx(
         "source": {"model_dir": str(model_dir.resolve()), "fingerprint": model_fingerprint(model_dir)},
         "model_info": dataclasses.asdict(info),
         "dims": dims.to_json(),
-        "vae": {"scaling_factor": modules[VAE_DECODER].scaling, "shift_factor": modules[VAE_DECODER].shift},
+        "vae": {
+            "scaling_factor": modules[VAE_DECODER].scaling,
+            "shift_factor": modules[VAE_DECODER].shift,
+            "peak_channels": vae_peak_channels(bundle.vae.config.block_out_channels),  # engines.shapes
+        },
         "precision": "fp32",
         "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
         "opset": opset,

@@ -170,6 +170,32 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, int(match.group(2) or width)
 
 
+MAX_TENSOR_ELEMENTS = 2**31 - 1  # TensorRT's limit on one tensor's volume
+
+
+def vae_peak_channels(block_out_channels: Sequence[int]) -> int:
+    """The decoder's largest activation of one image, in channels at the output resolution.
+
+    Up-block i of n runs reversed(block_out_channels)[i] channels and, but for the last, upsamples, so it ends at
+    1/2^(n-2-i) of the output side (SD-1.5: 512, 512, 256, 128 -> 256 channels at full size, after the third block).
+    """
+    channels = list(reversed(block_out_channels))
+    n = len(channels)
+    return max(c // 4 ** max(0, n - 2 - i) for i, c in enumerate(channels))
+
+
+def vae_max_batch(peak_channels: int, width: int, height: int, max_batch_size: int) -> int:
+    """The largest VAE batch whose activations stay within TensorRT's tensor volume at this size."""
+    per_image = peak_channels * width * height
+    fits = MAX_TENSOR_ELEMENTS // per_image
+    if fits < 1:
+        raise ValueError(
+            f"one {width}x{height} image needs a {per_image:,}-element VAE activation, past TensorRT's "
+            f"{MAX_TENSOR_ELEMENTS:,}: build for smaller sizes (--sizes)"
+        )
+    return min(max_batch_size, fits)
+
+
 def default_sizes(info: ModelInfo) -> list[tuple[int, int]]:
     """The model's smallest, default and largest square sizes: the range a server accepts."""
     return [(s, s) for s in sorted({info.min_size, info.default_size, info.max_size})]
@@ -181,8 +207,13 @@ def build_profiles(
     max_batch_size: int,
     sizes: Sequence[tuple[int, int]] | None = None,
     opt_batch_size: int | None = None,
+    vae_peak: int | None = None,
 ) -> dict[str, Profile]:
     """One profile per network covering batch 1..max_batch_size and every (width, height) in sizes.
+
+    vae_peak (vae_peak_channels of the model's VAE): the VAE decoder's profile stops at the batch whose largest
+    activation fits TensorRT's tensor volume at the largest size (SD-1.5 at 1024x1024: 7 images, not 8); the
+    runtime decodes a larger batch in parts.
 
     Latent sides range from the smallest to the largest of the sizes; TensorRT tunes kernels for
     the opt shape (the model's default size if it is in range, else the first size; batch
@@ -211,12 +242,16 @@ def build_profiles(
         return dims.latent_dims(batch, width, height)
 
     profiles: dict[str, Profile] = {}
+    vae_batch = (
+        max_batch_size if vae_peak is None else vae_max_batch(vae_peak, max(widths), max(heights), max_batch_size)
+    )
     for name, spec in network_specs(dims).items():
         factor = unet_factor if name == UNET else 1
+        top = vae_batch if name == VAE_DECODER else max_batch_size * factor
         corners = (
             point(1, min(widths), min(heights)),
-            point(opt_batch * factor, *opt_size),
-            point(max_batch_size * factor, max(widths), max(heights)),
+            point(min(opt_batch * factor, top), *opt_size),
+            point(top, max(widths), max(heights)),
         )
         rows = [(t.name, *(t.concrete(c) for c in corners)) for t in spec.inputs]
         profiles[name] = Profile(tuple(rows))

@@ -48,7 +48,8 @@ def plan_engines(
     """The engine each network needs on this target: its profile and cache key (no building)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    profiles = build_profiles(export.info(), export.dims.text_dim, max_batch_size, sizes, opt_batch_size)
+    vae_peak = export.manifest.get("vae", {}).get("peak_channels")  # exports before it was recorded: no limit
+    profiles = build_profiles(export.info(), export.dims.text_dim, max_batch_size, sizes, opt_batch_size, vae_peak)
     planned = {}
     for network in NETWORKS:
         onnx_path = export.path(network)

@@ -212,7 +212,10 @@ class TensorRTBackend:
         return self._infer(UNET, inputs)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self._infer(VAE_DECODER, {"latents": latents.to(torch.float32)})
+        # The VAE's profile may stop below the UNet's batch (TensorRT's tensor volume at large sizes): decode in parts.
+        (_, _, _, hi), *_ = self.profiles[VAE_DECODER].shapes
+        parts = [self._infer(VAE_DECODER, {"latents": part}) for part in latents.to(torch.float32).split(hi[0])]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)

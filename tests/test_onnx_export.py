@@ -62,7 +62,7 @@ def test_export_is_verified_and_described(exported):
         "guidance_embedding_dim": 64,
     }
     assert manifest["model_info"]["default_size"] == 64
-    assert manifest["vae"] == {"scaling_factor": 1.0, "shift_factor": 0.0}
+    assert manifest["vae"] == {"scaling_factor": 1.0, "shift_factor": 0.0, "peak_channels": 64}
     assert {"torch", "onnx", "onnxruntime"} <= set(manifest["versions"])
 
 

@@ -427,3 +427,21 @@ def test_each_shape_replays_its_own_graph_on_its_own_context(tmp_path):
     assert len(fake.contexts) == 2  # one per shape, never rebound
     assert {c.shapes["latents"] for c in fake.contexts} == set(shapes.values())
     assert len({c.device_memory for c in fake.contexts}) == 1  # one scratch buffer for both
+
+
+def test_the_vae_profile_stops_where_tensorrts_tensor_volume_does():
+    """SD-1.5's decoder holds 256 channels at full size: 8 images of 1024x1024 are 2^31 elements, one past TensorRT's
+    limit, so its profile stops at 7 (the runtime decodes a batch of 8 in two parts); the UNet's stays at 8."""
+    from engines.shapes import vae_max_batch, vae_peak_channels
+
+    sd15 = build_model("sd15", device="meta")
+    assert vae_peak_channels(sd15.vae.config.block_out_channels) == 256
+    assert vae_peak_channels([16, 64]) == 64  # the tiny preset: its last block's input, at full size
+    info = ModelInfo.from_bundle(sd15)
+    assert info.max_size == 1024
+    profiles = build_profiles(info, 768, max_batch_size=8, vae_peak=256)
+    assert profiles["vae_decoder"].to_json()["latents"]["max"] == [7, 4, 128, 128]
+    assert profiles["unet"].to_json()["sample"]["max"] == [8, 4, 128, 128]
+    assert build_profiles(info, 768, 8, sizes=[(512, 512)], vae_peak=256)["vae_decoder"].shapes[0][3][0] == 8
+    with pytest.raises(ValueError, match="past TensorRT's"):
+        vae_max_batch(256, 4096, 4096, 1)
