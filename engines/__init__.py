@@ -28,15 +28,19 @@ def load_pipeline(
     max_batch_size: int | None = None,
     precision: str = "auto",
     threads: int | None = None,
+    vae_precision: str | None = None,
 ) -> TextToImagePipeline:
     """Load a diffusers-format folder and wrap it in a pipeline on the named backend (default: default_backend).
 
     max_batch_size: the largest batch the caller will run; TensorRT builds its engines' profiles up to it.
     precision: auto (the runtime's fast accurate choice on the device) or f32 | bf16 | f16 where the runtime has it.
     threads: CPU threads for inference (default: one per physical core); CUDA backends ignore it.
+    vae_precision: f32 | f16 for TensorRT's VAE decoder engine (f32 guards against fp16 overflow); tensorrt only.
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
     backend = backend or default_backend(device)
+    if vae_precision is not None and backend != "tensorrt":
+        raise ValueError(f"vae_precision applies to the tensorrt backend, not {backend}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -55,7 +59,7 @@ def load_pipeline(
     if backend == "tensorrt":  # engine rule: engines.tensorrt_runtime.load_tensorrt_pipeline
         from engines.tensorrt_runtime import load_tensorrt_pipeline
 
-        return load_tensorrt_pipeline(model_dir, device, max_batch_size=max_batch_size)
+        return load_tensorrt_pipeline(model_dir, device, max_batch_size=max_batch_size, vae_precision=vae_precision)
     from engines.torch_backend import TorchBackend, default_dtype, pick_device
 
     target = pick_device(device)

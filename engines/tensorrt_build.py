@@ -17,12 +17,13 @@ from typing import Any
 
 from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256, read_versioned_json
 from engines.onnx_export import OnnxExport, model_fingerprint, resolve_onnx_dir
-from engines.shapes import NETWORKS, ModelDims, Profile, build_profiles
+from engines.shapes import NETWORKS, VAE_DECODER, ModelDims, Profile, build_profiles
 from scott.atomic import write_bytes_atomic, write_json_atomic
 from scott.pipeline import ModelInfo
 
 INDEX_FORMAT = 2
 PRECISIONS = ("fp16", "fp32")
+SETTING_PRECISIONS = {"f16": "fp16", "f32": "fp32"}  # --precision / --vae-precision's names -> TensorRT's
 DEFAULT_MAX_BATCH_SIZE = 8
 
 # (onnx path, plan path to write, profile, precision, timing cache path) -> None
@@ -44,16 +45,22 @@ def plan_engines(
     sizes: Sequence[tuple[int, int]] | None = None,
     precision: str = "fp16",
     opt_batch_size: int | None = None,
+    vae_precision: str | None = None,
 ) -> dict[str, PlannedEngine]:
-    """The engine each network needs on this target: its profile and cache key (no building)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    """The engine each network needs on this target: its profile and cache key (no building).
+
+    vae_precision: the VAE decoder's own (fp32 is the usual guard against fp16 overflow there); default precision.
+    """
+    for value in (precision, vae_precision or precision):
+        if value not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {value!r}")
     vae_peak = export.manifest.get("vae", {}).get("peak_channels")  # exports before it was recorded: no limit
     profiles = build_profiles(export.info(), export.dims.text_dim, max_batch_size, sizes, opt_batch_size, vae_peak)
     planned = {}
     for network in NETWORKS:
         onnx_path = export.path(network)
-        key = EngineKey.create(network, onnx_sha256(onnx_path), target, precision, profiles[network].to_json())
+        own = vae_precision if network == VAE_DECODER and vae_precision else precision
+        key = EngineKey.create(network, onnx_sha256(onnx_path), target, own, profiles[network].to_json())
         planned[network] = PlannedEngine(network, onnx_path, profiles[network], key)
     return planned
 
@@ -207,20 +214,22 @@ def build_engine_set(
     opt_batch_size: int | None = None,
     builder: PlanBuilder = build_plan,
     log: Callable[[str], None] | None = None,
+    vae_precision: str | None = None,
 ) -> EngineSet:
     """Build (or find in out_dir's cache) one engine per network of an export, and write the index."""
     say = log or (lambda _msg: None)
     cache = EngineCache(out_dir)
     cache.root.mkdir(parents=True, exist_ok=True)
     timing_cache = timing_cache_path(cache.root, target)
-    planned = plan_engines(export, target, max_batch_size, sizes, precision, opt_batch_size)
+    planned = plan_engines(export, target, max_batch_size, sizes, precision, opt_batch_size, vae_precision)
     engines: dict[str, tuple[str, EngineKey, Profile]] = {}
     for network, plan in planned.items():
-        say(f"{network}: engine {cache.plan_path(plan.key).name} ({precision}, profile {plan.profile.to_json()})")
+        own = plan.key.precision
+        say(f"{network}: engine {cache.plan_path(plan.key).name} ({own}, profile {plan.profile.to_json()})")
 
         def build(tmp: Path, plan: PlannedEngine = plan) -> None:
             say(f"  building {plan.network} from {plan.onnx_path} ...")
-            builder(plan.onnx_path, tmp, plan.profile, precision, timing_cache)
+            builder(plan.onnx_path, tmp, plan.profile, plan.key.precision, timing_cache)
 
         path = cache.get_or_build(plan.key, build)
         engines[network] = (path.name, plan.key, plan.profile)
@@ -238,8 +247,9 @@ def build_engines(
     onnx_dir: str | Path | None = None,
     device: str | None = None,
     log: Callable[[str], None] | None = None,
+    vae_precision: str | None = None,
 ) -> EngineSet:
-    """`scott build-engines`: FP16 engines for the model at model_dir, into out_dir.
+    """`scott build-engines`: FP16 engines (the VAE's in vae_precision if given) for the model at model_dir.
 
     The ONNX export is found or made by engines.onnx_export.resolve_onnx_dir (onnx_dir, else
     <model_dir>/onnx, else the user cache). Needs TensorRT and a CUDA GPU; raises naming what is missing.
@@ -248,8 +258,9 @@ def build_engines(
 
     trt, target_device = require_tensorrt(device)  # before the (slow) export: fail fast
     export = OnnxExport.read(resolve_onnx_dir(model_dir, onnx_dir, log=log))
+    target = build_target(trt, target_device)
     return build_engine_set(
-        export, out_dir, build_target(trt, target_device), max_batch_size, sizes, precision, log=log
+        export, out_dir, target, max_batch_size, sizes, precision, log=log, vae_precision=vae_precision
     )
 
 

@@ -145,11 +145,20 @@ class TensorRTEngine:
         return {t.name: slot.buffers[t.name].clone() for t in self.spec.outputs}
 
 
+def engine_set_precision(engine_set: Any) -> str:
+    """What the engines compute in, as --precision names it: "f16", or "f16, vae f32" for a guarded VAE."""
+    from engines.tensorrt_build import SETTING_PRECISIONS
+
+    short = {trt_name: name for name, trt_name in SETTING_PRECISIONS.items()}
+    own = {network: short[key.precision] for network, (_, key, _) in engine_set.engines.items()}
+    main = own[UNET]
+    return main if own[VAE_DECODER] == main else f"{main}, vae {own[VAE_DECODER]}"
+
+
 class TensorRTBackend:
     """The three engines of one EngineSet behind scott.backend.DiffusionBackend."""
 
     name = "tensorrt"
-    precision = "f16"  # FP16 engines
     per_shape = True  # each input shape gets its context and captures its CUDA graphs
 
     def __init__(
@@ -169,6 +178,7 @@ class TensorRTBackend:
         self.dims = self.engine_set.dims
         specs = network_specs(self.dims)
         self.profiles = {network: profile for network, (_, _, profile) in self.engine_set.engines.items()}
+        self.precision = engine_set_precision(self.engine_set)
         self.stream = torch.cuda.Stream(self.device)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engines = {}
@@ -230,8 +240,11 @@ def load_tensorrt_pipeline(
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    vae_precision: str | None = None,
 ) -> TextToImagePipeline:
     """A pipeline on TensorRT engines; fails first, naming what is missing, on hosts without TensorRT or CUDA.
+
+    vae_precision (f32 | f16): the VAE decoder engine's precision when engines are built here; default f16.
 
     Where the engines come from (the index of this host's target, engines-<GPU>-<TensorRT>.json):
     1. `engine_dir` given: the engines `scott build-engines --out engine_dir` made; never rebuilt here.
@@ -243,7 +256,7 @@ def load_tensorrt_pipeline(
     Every plan's sidecar is checked against this host (TensorRT version, GPU) before it is loaded.
     """
     from engines.onnx_export import default_cache_dir, model_fingerprint
-    from engines.tensorrt_build import DEFAULT_MAX_BATCH_SIZE, build_engines, index_path
+    from engines.tensorrt_build import DEFAULT_MAX_BATCH_SIZE, SETTING_PRECISIONS, build_engines, index_path
     from engines.tensorrt_env import build_target, require_tensorrt
 
     trt, target_device = require_tensorrt(device)  # before any export or build work
@@ -253,7 +266,10 @@ def load_tensorrt_pipeline(
     if engine_dir is None:
         engine_dir = Path(cache_dir or default_cache_dir()) / "engines" / model_fingerprint(model_dir)[:16]
         max_batch = max_batch_size or DEFAULT_MAX_BATCH_SIZE
-        build_engines(model_dir, engine_dir, max_batch, sizes, onnx_dir=onnx_dir, device=device, log=log)
+        vae = SETTING_PRECISIONS[vae_precision] if vae_precision else None
+        build_engines(
+            model_dir, engine_dir, max_batch, sizes, onnx_dir=onnx_dir, device=device, log=log, vae_precision=vae
+        )
     backend = TensorRTBackend(engine_dir, model_dir, device)
     schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
     tokenizer = load_tokenizer(model_dir / "tokenizer")

@@ -167,7 +167,7 @@ def export(
 
 
 @app.command("build-engines")
-@settings_flags("model_dir", "max_batch_size", "device")
+@settings_flags("model_dir", "max_batch_size", "device", "vae_precision")
 def build_engines(
     out: Annotated[Path, typer.Option(help="engine folder (per-target engines-*.json index, .plan files, sidecars)")],
     sizes: Annotated[
@@ -179,8 +179,8 @@ def build_engines(
 
     --max-batch-size is the top of the engines' batch profile: the server's own --max-batch-size.
     """
+    from engines.tensorrt_build import SETTING_PRECISIONS, index_summary
     from engines.tensorrt_build import build_engines as build
-    from engines.tensorrt_build import index_summary
 
     settings = settings_from(flags)
     parsed = _sizes(sizes, "--sizes") if sizes else None
@@ -192,6 +192,7 @@ def build_engines(
             sizes=parsed,
             device=settings.device,
             log=typer.echo,
+            vae_precision=SETTING_PRECISIONS.get(settings.vae_precision or ""),
         )
     except RuntimeError as exc:  # no TensorRT / no CUDA: say what is missing, build nothing
         typer.echo(str(exc), err=True)

@@ -85,6 +85,7 @@ class GenerationService:
                     max_batch_size=s.max_batch_size,
                     precision=s.precision,
                     threads=s.threads,
+                    vae_precision=s.vae_precision,
                 )
             if self.settings.warmup:
                 # A backend that compiles or captures per shape does it for every batch size now, not on a live request.

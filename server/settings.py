@@ -30,6 +30,9 @@ class ServerSettings(BaseSettings):
         pattern="^(auto|f32|bf16|f16)$",
         description="auto (bf16 where the CPU has it natively on openvino, fp16 on CUDA) | f32 | bf16 | f16",
     )
+    vae_precision: str | None = Field(
+        None, pattern="^(f32|f16)$", description="tensorrt: the VAE decoder's precision (f32 guards against overflow)"
+    )
     device: str | None = Field(None, description="e.g. cpu, cuda, cuda:1; default: CUDA when present")
     threads: int | None = Field(None, ge=1, le=1024, description="CPU inference threads; default: one per core")
     host: str = Field("127.0.0.1", description="address to listen on")
