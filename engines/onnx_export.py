@@ -48,6 +48,8 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-3  # fp32 ONNX Runtime vs fp32 PyTorch, max abs error
+FP16_TOLERANCE = 5e-2  # fp16 graphs vs the same fp16 modules in PyTorch: each runtime rounds its own way
+EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf's 2 GiB limit, with headroom for the graph itself
 
 
@@ -107,12 +109,27 @@ class VaeDecoderGraph(torch.nn.Module):
         return self.vae.decode(latents / self.scaling + self.shift, return_dict=False)[0]
 
 
+class Float32IO(torch.nn.Module):
+    """An fp16 graph behind fp32 inputs and outputs: the casts are in the graph, so every runtime binds the same
+    tensors whatever the graph computes in (TensorRT 11's strongly typed networks take the precision from here)."""
+
+    def __init__(self, graph: torch.nn.Module) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.graph(*(x.half() if x.is_floating_point() else x for x in inputs)).float()
+
+
 def graph_modules(bundle: ModelBundle) -> dict[str, torch.nn.Module]:
-    return {
+    modules: dict[str, torch.nn.Module] = {
         TEXT_ENCODER: TextEncoderGraph(bundle.text_encoder).eval(),
         UNET: UNetGraph(bundle.unet).eval(),
         VAE_DECODER: VaeDecoderGraph(bundle.vae).eval(),
     }
+    if bundle.unet.dtype == torch.float16:
+        modules = {name: Float32IO(module).eval() for name, module in modules.items()}
+    return modules
 
 
 def model_dims(bundle: ModelBundle, info: ModelInfo) -> ModelDims:
@@ -223,14 +240,16 @@ def export_onnx(
     *,
     opset: int = DEFAULT_OPSET,
     external_data: bool | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float | None = None,
     log: Callable[[str], None] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Export the model at model_dir into out_dir (text_encoder.onnx, unet.onnx, vae_decoder.onnx, manifest.json).
 
-    Loads the model in fp32. external_data: None decides per graph by size; True forces it (to test
-    the path SD-scale UNets take). Raises ExportError if a graph's max abs error against PyTorch
-    exceeds tolerance. Returns the manifest.
+    precision: fp32, or fp16 (weights and math in fp16, inputs and outputs still fp32: Float32IO), what
+    TensorRT 11 builds fp16 engines from. external_data: None decides per graph by size; True forces it (to test
+    the path SD-scale UNets take). Raises ExportError if a graph's max abs error against PyTorch in the same
+    precision exceeds tolerance (default: DEFAULT_TOLERANCE for fp32, FP16_TOLERANCE for fp16). Returns the manifest.
     """
     import onnxruntime as ort
 
@@ -238,11 +257,19 @@ def export_onnx(
     model_dir, out = Path(model_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
-    bundle = load_model(model_dir, dtype=torch.float32)
+    if precision not in EXPORT_DTYPES:
+        raise ValueError(f"export precision must be one of {sorted(EXPORT_DTYPES)}, got {precision!r}")
+    tolerance = tolerance if tolerance is not None else FP16_TOLERANCE if precision == "fp16" else DEFAULT_TOLERANCE
+    bundle = load_model(model_dir, dtype=EXPORT_DTYPES[precision])
+    if precision == "fp16":
+        # transformers' SDPA path traces an fp32 mask into the fp16 CLIP graph (ONNX's checker refuses the
+        # LayerNormalization it feeds); its eager attention traces in one dtype.
+        bundle.text_encoder.set_attn_implementation("eager")
     info = ModelInfo.from_bundle(bundle)
     dims = model_dims(bundle, info)
     specs = network_specs(dims)
     modules = graph_modules(bundle)
+    vae_graph = VaeDecoderGraph(bundle.vae)  # its latent scaling, for the manifest
     # Two shapes: batch 2 at the default size, batch 1 non-square at the smallest: both dynamic axes run.
     checks = [(2, info.default_size, info.default_size), (1, info.min_size, info.default_size)]
     options = ort.SessionOptions()
@@ -294,11 +321,11 @@ def export_onnx(
         "model_info": dataclasses.asdict(info),
         "dims": dims.to_json(),
         "vae": {
-            "scaling_factor": modules[VAE_DECODER].scaling,
-            "shift_factor": modules[VAE_DECODER].shift,
+            "scaling_factor": vae_graph.scaling,
+            "shift_factor": vae_graph.shift,
             "peak_channels": vae_peak_channels(bundle.vae.config.block_out_channels),  # engines.shapes
         },
-        "precision": "fp32",
+        "precision": precision,
         "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
         "opset": opset,
         "tolerance": tolerance,
@@ -346,6 +373,11 @@ class OnnxExport:
     def dims(self) -> ModelDims:
         return ModelDims(**self.manifest["dims"])
 
+    @property
+    def precision(self) -> str:
+        """What the graphs compute in: fp32, or fp16 behind fp32 inputs and outputs."""
+        return str(self.manifest.get("precision", "fp32"))
+
     @cached_property  # read on every network call
     def specs(self) -> dict[str, NetworkSpec]:
         return network_specs(self.dims)
@@ -377,15 +409,16 @@ def resolve_onnx_dir(
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    precision: str = "fp32",
 ) -> Path:
     """The folder holding the ONNX export of the model at model_dir, exporting it on first use.
 
-    The rule, in order:
+    precision: the export's (fp32; fp16 for TensorRT 11's strongly typed fp16 engines). The rule, in order:
     1. `onnx_dir` given: used if it holds an export (manifest.json), else the model is exported into it.
     2. `<model_dir>/onnx/` holding an export: used (what `scott export --model M --out M/onnx` makes,
        so an export can ship beside its weights).
-    3. Otherwise the user cache, `<cache_dir>/onnx/<fingerprint[:16]>/` (cache_dir defaults to
-       $SCOTT_CACHE_DIR or ~/.cache/scott): exported on first use under a file lock, reused after.
+    3. Otherwise the user cache, `<cache_dir>/onnx/<fingerprint[:16]>/` (`...-fp16/` for fp16; cache_dir
+       defaults to $SCOTT_CACHE_DIR or ~/.cache/scott): exported on first use under a file lock, reused after.
     An export found in 1 or 2 must come from these weights (the manifest's fingerprint), else this
     raises instead of serving graphs of another model.
     """
@@ -395,6 +428,10 @@ def resolve_onnx_dir(
     for candidate in candidates:
         if OnnxExport.exists(candidate):
             found = OnnxExport.read(candidate)
+            if found.precision != precision:
+                if onnx_dir is not None:
+                    raise ValueError(f"the ONNX export in {candidate} is {found.precision}, {precision} is needed")
+                continue  # <model_dir>/onnx holds the other precision: the cache has this one
             if found.fingerprint != fingerprint:
                 raise ValueError(
                     f"the ONNX export in {candidate} was made from other weights than {model_dir} "
@@ -402,10 +439,11 @@ def resolve_onnx_dir(
                 )
             return candidate
     if onnx_dir is not None:
-        export_onnx(model_dir, onnx_dir, log=log)
+        export_onnx(model_dir, onnx_dir, log=log, precision=precision)
         return Path(onnx_dir)
 
-    target = Path(cache_dir or default_cache_dir()) / "onnx" / fingerprint[:16]
+    name = fingerprint[:16] if precision == "fp32" else f"{fingerprint[:16]}-{precision}"
+    target = Path(cache_dir or default_cache_dir()) / "onnx" / name
     if OnnxExport.exists(target):
         return target
     with exclusive(target.with_suffix(".lock")):
@@ -414,7 +452,7 @@ def resolve_onnx_dir(
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            export_onnx(model_dir, scratch, log=log)
+            export_onnx(model_dir, scratch, log=log, precision=precision)
             shutil.rmtree(target, ignore_errors=True)  # a partial folder from a crashed export
             os.replace(scratch, target)
         finally:

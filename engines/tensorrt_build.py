@@ -10,7 +10,7 @@ everything else runs (and is tested) without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,13 @@ def plan_engines(
     precision: str = "fp16",
     opt_batch_size: int | None = None,
     vae_precision: str | None = None,
+    graphs: Mapping[str, OnnxExport] | None = None,
 ) -> dict[str, PlannedEngine]:
     """The engine each network needs on this target: its profile and cache key (no building).
 
     vae_precision: the VAE decoder's own (fp32 is the usual guard against fp16 overflow there); default precision.
+    graphs: for strongly typed builds, the export of each precision a network is built in (its graph is the one
+    whose precision the engine computes); default: every network from `export`.
     """
     for value in (precision, vae_precision or precision):
         if value not in PRECISIONS:
@@ -58,8 +61,13 @@ def plan_engines(
     profiles = build_profiles(export.info(), export.dims.text_dim, max_batch_size, sizes, opt_batch_size, vae_peak)
     planned = {}
     for network in NETWORKS:
-        onnx_path = export.path(network)
         own = vae_precision if network == VAE_DECODER and vae_precision else precision
+        source = export
+        if graphs is not None:
+            if own not in graphs or graphs[own].precision != own:
+                raise ValueError(f"{network} is built in {own}: a strongly typed build needs the {own} export")
+            source = graphs[own]
+        onnx_path = source.path(network)
         key = EngineKey.create(network, onnx_sha256(onnx_path), target, own, profiles[network].to_json())
         planned[network] = PlannedEngine(network, onnx_path, profiles[network], key)
     return planned
@@ -140,20 +148,16 @@ class EngineSet:
 # -- building --------------------------------------------------------------------------------------
 
 
-def precision_flags(trt: Any, precision: str) -> list[Any]:
-    """The builder flags that make an engine compute in `precision` from fp32 graphs (weak typing, TensorRT 10).
+def strongly_typed(trt: Any) -> bool:
+    """TensorRT 11 builds strongly typed networks only (it removed BuilderFlag.FP16 and the other weak-typing flags):
+    an engine computes what its graph says, so fp16 engines come from fp16 graphs (export_onnx(precision="fp16")).
+    TensorRT 10 builds fp16 engines from the fp32 graphs with BuilderFlag.FP16, choosing precision per layer."""
+    return not hasattr(trt.BuilderFlag, "FP16")
 
-    TensorRT 11 removed them (every network is strongly typed: an fp32 graph builds an fp32 engine), so fp16 there
-    would need an fp16 export, which scott does not make yet: refused by name, not an AttributeError mid-build.
-    """
-    if precision == "fp32":
-        return []
-    if not hasattr(trt.BuilderFlag, "FP16"):
-        raise RuntimeError(
-            f"TensorRT {trt.__version__} has no weak typing (BuilderFlag.FP16): it builds the graph's own precision "
-            "and scott exports fp32 graphs; install TensorRT 10 (pip install 'scott-serve[tensorrt]') for fp16"
-        )
-    return [trt.BuilderFlag.FP16]
+
+def precision_flags(trt: Any, precision: str) -> list[Any]:
+    """The builder flags for an engine in `precision`: FP16 for weak typing; none when the graph decides."""
+    return [trt.BuilderFlag.FP16] if precision == "fp16" and not strongly_typed(trt) else []
 
 
 def _timing_cache(config: Any, data: bytes, path: Path) -> Any:
@@ -169,7 +173,10 @@ def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: st
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    # Explicit batch is the only mode since TensorRT 10; the strongly typed flag is required for it on 10.x and
+    # accepted (everything is strongly typed) on 11.x.
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED.value) if strongly_typed(trt) else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):  # from the file: external data is found beside it
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -215,13 +222,14 @@ def build_engine_set(
     builder: PlanBuilder = build_plan,
     log: Callable[[str], None] | None = None,
     vae_precision: str | None = None,
+    graphs: Mapping[str, OnnxExport] | None = None,
 ) -> EngineSet:
     """Build (or find in out_dir's cache) one engine per network of an export, and write the index."""
     say = log or (lambda _msg: None)
     cache = EngineCache(out_dir)
     cache.root.mkdir(parents=True, exist_ok=True)
     timing_cache = timing_cache_path(cache.root, target)
-    planned = plan_engines(export, target, max_batch_size, sizes, precision, opt_batch_size, vae_precision)
+    planned = plan_engines(export, target, max_batch_size, sizes, precision, opt_batch_size, vae_precision, graphs)
     engines: dict[str, tuple[str, EngineKey, Profile]] = {}
     for network, plan in planned.items():
         own = plan.key.precision
@@ -258,9 +266,14 @@ def build_engines(
 
     trt, target_device = require_tensorrt(device)  # before the (slow) export: fail fast
     export = OnnxExport.read(resolve_onnx_dir(model_dir, onnx_dir, log=log))
+    graphs = None
+    if strongly_typed(trt):  # the fp16 graphs come from their own export, into the cache (onnx_dir holds fp32)
+        graphs = {"fp32": export}
+        if "fp16" in (precision, vae_precision or precision):
+            graphs["fp16"] = OnnxExport.read(resolve_onnx_dir(model_dir, log=log, precision="fp16"))
     target = build_target(trt, target_device)
     return build_engine_set(
-        export, out_dir, target, max_batch_size, sizes, precision, log=log, vae_precision=vae_precision
+        export, out_dir, target, max_batch_size, sizes, precision, log=log, vae_precision=vae_precision, graphs=graphs
     )
 
 

@@ -10,10 +10,10 @@ import torch
 
 from engines.engine_cache import BuildTarget
 
-# 10: execute_async_v3, set_input_shape and named I/O tensors. 11 removed weak typing (BuilderFlag.FP16): an fp32
-# graph builds an fp32 engine there, and scott exports fp32 graphs, so 11 is refused until the export makes fp16 ones.
-# 10.1: ICudaEngine.device_memory_size_v2 and IExecutionContext.set_device_memory (one scratch buffer, many contexts).
-SUPPORTED_MAJORS = (10,)
+# 10: execute_async_v3, set_input_shape and named I/O tensors; 10.1: ICudaEngine.device_memory_size_v2 and
+# IExecutionContext.set_device_memory (one scratch buffer, many contexts). 11: strongly typed networks only, built
+# from fp16 graphs (engines.tensorrt_build.strongly_typed).
+SUPPORTED_MAJORS = (10, 11)
 MIN_VERSION = (10, 1)
 REQUIREMENT = "tensorrt backend needs the `tensorrt` Python package (pip install scott-serve[tensorrt]) and a CUDA GPU"
 
@@ -24,10 +24,7 @@ def unsupported_version(version: str) -> str | None:
     if major in SUPPORTED_MAJORS and (major, minor) >= MIN_VERSION:
         return None
     if major > max(SUPPORTED_MAJORS):
-        return (
-            f"tensorrt {version} builds strongly typed networks only (no BuilderFlag.FP16) and scott's ONNX export "
-            "is fp32: install TensorRT 10 (pip install 'tensorrt>=10,<11', as scott-serve[tensorrt] does)"
-        )
+        return f"tensorrt {version} is newer than this version of scott supports (10.1 to 11.x)"
     return f"tensorrt {version} is older than {'.'.join(map(str, MIN_VERSION))}"
 
 

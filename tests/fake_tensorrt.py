@@ -41,7 +41,8 @@ def fake_tensorrt(version: str, target: str = "H100") -> ModuleType:
     members = [*_ALWAYS, *(_WEAK_TYPING if major < 11 else ())]
     trt.BuilderFlag = enum.Enum("BuilderFlag", members)  # type: ignore[attr-defined]
     trt.NetworkDefinitionCreationFlag = enum.Enum("NetworkDefinitionCreationFlag", ["STRONGLY_TYPED"])  # type: ignore[attr-defined]
-    trt.built = []  # type: ignore[attr-defined]  # (onnx path, flags, profile shapes) per build, for the tests
+    trt.built = []  # type: ignore[attr-defined]  # (onnx path, builder flags, profile shapes) per build, for the tests
+    trt.network_flags = []  # type: ignore[attr-defined]  # the network creation flags of each build
 
     class Logger:
         WARNING = 2
@@ -118,6 +119,7 @@ def fake_tensorrt(version: str, target: str = "H100") -> ModuleType:
         def build_serialized_network(self, network: Network, config: BuilderConfig) -> bytes | None:
             (profile,) = config.profiles
             trt.built.append((network.source, {f.name for f in config.flags}, profile.shapes))
+            trt.network_flags.append(network.flags)
             if config.timing_cache is not None:
                 config.timing_cache.entries.append(str(network.source))
             return f"plan of {network.source}".encode()

@@ -203,3 +203,35 @@ def test_read_rejects_incomplete_exports(exported, tmp_path):
     (incomplete / MANIFEST).write_text(json.dumps({**manifest, "format": 2}))
     with pytest.raises(ValueError, match="has format 2, this version reads 1"):
         OnnxExport.read(incomplete)
+
+
+def test_an_fp16_export_computes_in_fp16_behind_fp32_inputs_and_outputs(exported, model_dir, tmp_path):
+    """What TensorRT 11 builds fp16 engines from: fp16 weights and math, fp32 at the edges (the runtimes bind the same
+    tensors), its own cache folder, and close to the fp32 graphs on the same inputs."""
+    out, _ = exported
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    shutil.copytree(out, model / "onnx")  # an fp32 export beside the weights must not be taken for fp16
+    cache = tmp_path / "cache"
+    root = resolve_onnx_dir(model, cache_dir=cache, precision="fp16")
+    assert root == cache / "onnx" / f"{model_fingerprint(model)[:16]}-fp16"
+    export = OnnxExport.read(root)
+    assert export.precision == "fp16" and OnnxExport.read(out).precision == "fp32"
+    assert all(n["max_abs_error"] <= 5e-2 for n in export.manifest["networks"].values())
+    for name in NETWORKS:
+        graph = onnx.load(str(export.path(name)))
+        floats = {
+            t.data_type
+            for t in graph.graph.initializer
+            if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+        }
+        assert floats == {onnx.TensorProto.FLOAT16}, name
+        edges = [*graph.graph.input, *graph.graph.output]
+        assert all(v.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32) for v in edges)
+    vae16 = ort.InferenceSession(str(export.path("vae_decoder")), providers=["CPUExecutionProvider"])
+    vae32 = ort.InferenceSession(str(out / "vae_decoder.onnx"), providers=["CPUExecutionProvider"])
+    latents = {"latents": np.random.default_rng(0).standard_normal((2, 4, 32, 32), dtype=np.float32)}
+    (a,), (b,) = vae16.run(None, latents), vae32.run(None, latents)
+    assert np.abs(a - b).max() < 5e-2
+    with pytest.raises(ValueError, match="is fp32, fp16 is needed"):
+        resolve_onnx_dir(model, onnx_dir=out, precision="fp16")

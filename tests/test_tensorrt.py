@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -334,24 +335,46 @@ def test_tensorrt_10_builds_fp16_and_grows_the_timing_cache(monkeypatch, tmp_pat
     assert entries == [str(tmp_path / "unet.onnx"), str(tmp_path / "vae_decoder.onnx")]  # merged, not replaced
 
 
-def test_tensorrt_11_is_refused_by_name_instead_of_failing_mid_build(monkeypatch, tmp_path):
-    """TensorRT 11 has no BuilderFlag.FP16: the builder says so (the old code raised AttributeError after parsing),
-    and the environment check refuses the version before any export or build work."""
+def test_tensorrt_11_builds_strongly_typed_networks_without_weak_typing_flags(monkeypatch, tmp_path):
+    """TensorRT 11 has no BuilderFlag.FP16 (the old builder raised AttributeError there after parsing): the network
+    is created strongly typed and the engine computes what its graph says (an fp16 export for fp16)."""
     from engines.tensorrt_env import unsupported_version
 
     trt = fake_tensorrt("11.4.0")
     assert not hasattr(trt.BuilderFlag, "FP16")
-    with pytest.raises(RuntimeError, match=r"TensorRT 11.4.0 has no weak typing \(BuilderFlag.FP16\)"):
-        _build(monkeypatch, trt, tmp_path, "unet")
-    assert trt.built == []
-    _build(monkeypatch, trt, tmp_path, "unet", precision="fp32")  # what 11 builds from fp32 graphs: fp32
-    assert trt.built[0][1] == set()
-    assert "strongly typed networks only" in unsupported_version("11.4.0")
+    _build(monkeypatch, trt, tmp_path, "unet", precision="fp16")
+    assert trt.built[0][1] == set()  # no precision flag: the graph decides
+    assert trt.network_flags == [1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED.value]
+    ten = fake_tensorrt("10.16.1.11")
+    _build(monkeypatch, ten, tmp_path, "unet", precision="fp16")
+    assert ten.network_flags == [0] and ten.built[0][1] == {"FP16"}  # 10.x: weak typing from the fp32 graph
+    assert unsupported_version("11.4.0") is None and unsupported_version("10.16.1.11") is None
     assert "older than 10.1" in unsupported_version("8.6.1") and "older than 10.1" in unsupported_version("10.0.1")
-    assert unsupported_version("10.16.1.11") is None
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    assert "newer than" in unsupported_version("12.0.0")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("12.0.0"))
     monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
-    assert any("strongly typed networks only" in p for p in missing_requirements(torch.device("cuda")))
+    assert any("newer than" in p for p in missing_requirements(torch.device("cuda")))
+
+
+def test_strongly_typed_plans_take_each_network_from_the_export_of_its_precision(fake_export, tmp_path):
+    """fp16 networks from the fp16 export, an fp32 VAE from the fp32 one: keys follow the graph really built."""
+    fp16_root = tmp_path / "onnx-fp16"
+    shutil.copytree(fake_export.root, fp16_root)
+    manifest = json.loads((fp16_root / MANIFEST).read_text())
+    (fp16_root / MANIFEST).write_text(json.dumps({**manifest, "precision": "fp16"}))
+    other = onnx.load(str(fp16_root / "unet.onnx"))
+    other.graph.name = "unet in fp16"  # another graph, as an fp16 export's is
+    onnx.save_model(other, str(fp16_root / "unet.onnx"))
+    fp16 = OnnxExport.read(fp16_root)
+    graphs = {"fp32": fake_export, "fp16": fp16}
+    planned = plan_engines(fake_export, H100, 2, vae_precision="fp32", graphs=graphs)
+    assert planned["unet"].onnx_path == fp16.path("unet") and planned["vae_decoder"].onnx_path == fake_export.path(
+        "vae_decoder"
+    )
+    weak = plan_engines(fake_export, H100, 2, vae_precision="fp32")
+    assert planned["unet"].key != weak["unet"].key and planned["vae_decoder"].key == weak["vae_decoder"].key
+    with pytest.raises(ValueError, match="needs the fp16 export"):
+        plan_engines(fake_export, H100, 2, graphs={"fp32": fake_export})
 
 
 def test_a_timing_cache_tensorrt_cannot_use_stops_the_build(monkeypatch, tmp_path):
