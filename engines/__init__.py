@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ def load_pipeline(
     precision: str = "auto",
     threads: int | None = None,
     vae_precision: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TextToImagePipeline:
     """Load a diffusers-format folder and wrap it in a pipeline on the named backend (default: default_backend).
 
@@ -36,6 +38,7 @@ def load_pipeline(
     precision: auto (the runtime's fast accurate choice on the device) or f32 | bf16 | f16 where the runtime has it.
     threads: CPU threads for inference (default: one per physical core); CUDA backends ignore it.
     vae_precision: f32 | f16 for TensorRT's VAE decoder engine (f32 guards against fp16 overflow); tensorrt only.
+    log: told each long step (ONNX export, engine builds) as it starts.
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
     backend = backend or default_backend(device)
@@ -48,18 +51,20 @@ def load_pipeline(
     if backend == "openvino":  # compiled from the ONNX export: engines.openvino_backend
         from engines.openvino_backend import load_openvino_pipeline
 
-        return load_openvino_pipeline(model_dir, device, precision=precision, threads=threads)
+        return load_openvino_pipeline(model_dir, device, precision=precision, threads=threads, log=log)
     export_precision = {"onnx": "f32", "tensorrt": "f16"}.get(backend)  # their graphs' / engines' own
     if export_precision is not None and precision not in ("auto", export_precision):
         raise ValueError(f"the {backend} backend runs its export's own precision; use --precision auto")
     if backend == "onnx":  # export rule: engines.onnx_export.resolve_onnx_dir
         from engines.onnxruntime_backend import load_onnx_pipeline
 
-        return load_onnx_pipeline(model_dir, device, threads=threads)
+        return load_onnx_pipeline(model_dir, device, threads=threads, log=log)
     if backend == "tensorrt":  # engine rule: engines.tensorrt_runtime.load_tensorrt_pipeline
         from engines.tensorrt_runtime import load_tensorrt_pipeline
 
-        return load_tensorrt_pipeline(model_dir, device, max_batch_size=max_batch_size, vae_precision=vae_precision)
+        return load_tensorrt_pipeline(
+            model_dir, device, max_batch_size=max_batch_size, vae_precision=vae_precision, log=log
+        )
     from engines.torch_backend import TorchBackend, default_dtype, pick_device
 
     target = pick_device(device)

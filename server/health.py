@@ -31,6 +31,8 @@ async def readyz(request: Request) -> JSONResponse:
     body: dict[str, str | None] = {"status": service.state, "model": service.settings.served_model_name}
     if service.load_error:
         body["error"] = service.load_error
+    if service.progress_text:
+        body["progress"] = service.progress_text
     return JSONResponse(body, status_code=200 if service.state == "ready" else 503)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from server.params import ImageRequests
 from server.settings import ServerSettings
 from server.worker import InferenceWorker
 
+_PATHS = re.compile(r"(?:/[^\s/]+)+/([^\s/]+)")  # an absolute path -> its last part
 log = logging.getLogger(__name__)
 
 # loading -> ready -> draining (readiness fails, requests still served) -> stopping (new requests get 503).
@@ -62,6 +64,8 @@ class GenerationService:
         self.worker: InferenceWorker | None = None
         self.state: State = "loading"
         self.load_error: str | None = None
+        self._started = time.monotonic()
+        self.progress: tuple[str, float] | None = None  # (the step loading is in, when it began)
         self._state_lock = threading.Lock()  # the loader thread and shutdown race to change state
         self._inflight = 0  # requests inside run(); only touched on the event loop
         self._idle = asyncio.Event()  # set while _inflight is 0: what the shutdown drain waits for
@@ -78,6 +82,7 @@ class GenerationService:
                 from engines import load_pipeline
 
                 s = self.settings
+                self._progress(f"loading the model on {s.backend or 'the default backend'}")
                 self.pipeline = load_pipeline(
                     s.model_dir,
                     s.backend,
@@ -86,11 +91,14 @@ class GenerationService:
                     precision=s.precision,
                     threads=s.threads,
                     vae_precision=s.vae_precision,
+                    log=self._progress,
                 )
             if self.settings.warmup:
                 # A backend that compiles or captures per shape does it for every batch size now, not on a live request.
                 per_shape = self.pipeline.backend.per_shape
-                for batch in range(1, self.settings.max_batch_size + 1) if per_shape else (1,):
+                batches = range(1, self.settings.max_batch_size + 1) if per_shape else range(1, 2)
+                for batch in batches:
+                    self._progress(f"warming up {self.pipeline.backend.name}: batch {batch} of {len(batches)}")
                     self.pipeline.generate([self._warmup_request(self.pipeline.info)] * batch)
         except Exception as exc:
             log.exception("model failed to load")
@@ -111,12 +119,29 @@ class GenerationService:
             self.state = "ready"
             self.metrics.ready.set(1)
         log.info(
-            "model %s ready: backend %s on %s, precision %s",
+            "model %s ready: backend %s on %s, precision %s (%.1f s after start)",
             self.settings.served_model_name,
             backend.name,
             backend.device,
             backend.precision,
+            time.monotonic() - self._started,
         )
+
+    def _progress(self, message: str) -> None:
+        """The long step loading is in now: logged with the time since start, and what /readyz says while loading.
+
+        /readyz shows file names, not paths (a probe's answer may travel further than the log)."""
+        elapsed = time.monotonic() - self._started
+        log.info("%s (%.1f s after start)", message.strip(), elapsed)
+        self.progress = (_PATHS.sub(r"\1", message.strip()), time.monotonic())
+
+    @property
+    def progress_text(self) -> str | None:
+        """e.g. "exporting unet (8.8 MB of weights), 12 s" while loading; None once it is over."""
+        if self.state != "loading" or self.progress is None:
+            return None
+        message, since = self.progress
+        return f"{message}, {time.monotonic() - since:.0f} s"
 
     async def drain(self) -> None:
         """Graceful shutdown while the listener is still open (on SIGTERM, before the server stops accepting).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -53,6 +54,7 @@ def test_not_ready_until_the_warm_up_generation_has_run(gated_pipeline) -> None:
         assert client.get("/healthz").status_code == 200  # live while warming up
         loading = client.get("/readyz")
         assert loading.status_code == 503 and loading.json()["status"] == "loading"
+        assert re.fullmatch(r"warming up torch: batch 1 of 1, \d+ s", loading.json()["progress"])  # what it does
         assert client.get("/v2/health/ready").json() == {"ready": False}
         early = client.post("/generate", json={"prompt": "too early"})
         assert early.status_code == 503
@@ -63,7 +65,17 @@ def test_not_ready_until_the_warm_up_generation_has_run(gated_pipeline) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert client.get("/v2/health/ready").json() == {"ready": True}
+        assert "progress" not in client.get("/readyz").json()
         assert client.post("/generate", json={"prompt": "now", "steps": 1}).status_code == 200
+
+
+def test_load_progress_names_files_not_paths() -> None:
+    from server.metrics import ServerMetrics
+    from server.service import GenerationService
+
+    service = GenerationService(ServerSettings(), ServerMetrics())
+    service._progress("  building unet from /var/cache/scott/onnx/0123abcd/unet.onnx ...")
+    assert re.fullmatch(r"building unet from unet\.onnx \.\.\., \d+ s", service.progress_text)
 
 
 def test_a_model_that_fails_to_load_is_neither_live_nor_ready(tmp_path) -> None:
