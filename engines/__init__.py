@@ -31,6 +31,7 @@ def load_pipeline(
     threads: int | None = None,
     vae_precision: str | None = None,
     log: Callable[[str], None] | None = None,
+    compile: bool = False,
 ) -> TextToImagePipeline:
     """Load a diffusers-format folder and wrap it in a pipeline on the named backend (default: default_backend).
 
@@ -39,11 +40,14 @@ def load_pipeline(
     threads: CPU threads for inference (default: one per physical core); CUDA backends ignore it.
     vae_precision: f32 | f16 for TensorRT's VAE decoder engine (f32 guards against fp16 overflow); tensorrt only.
     log: told each long step (ONNX export, engine builds) as it starts.
+    compile: torch.compile the networks (inductor, cached on disk); torch only.
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
     backend = backend or default_backend(device)
     if vae_precision is not None and backend != "tensorrt":
         raise ValueError(f"vae_precision applies to the tensorrt backend, not {backend}")
+    if compile and backend != "torch":
+        raise ValueError(f"compile applies to the torch backend, not {backend}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -72,5 +76,5 @@ def load_pipeline(
         torch.set_num_threads(threads)  # torch's pool is per process (its default is already one per core)
     dtype = default_dtype(target) if precision == "auto" else _TORCH_PRECISIONS[precision]
     bundle = load_model(model_dir, dtype=dtype)
-    runtime = TorchBackend(bundle, target, dtype)
+    runtime = TorchBackend(bundle, target, dtype, compile=compile)
     return TextToImagePipeline(runtime, bundle.tokenizer, bundle.schedule, ModelInfo.from_bundle(bundle))

@@ -136,6 +136,8 @@ def run_check(
             continue
 
         def load(backend: str = backend) -> TextToImagePipeline:
+            if backend == "torch-compile":  # minutes of compiling on a first run: asked for by name
+                return load_pipeline(model_dir, "torch", str(target), compile=True)
             return load_pipeline(model_dir, backend, str(target), max_batch_size=max_batch_size)
 
         rows.append(check_backend(backend, load, reference, steps, size))

@@ -104,7 +104,9 @@ def generate(
 @app.command()
 @settings_flags("model_dir", "device", "max_batch_size")
 def check(
-    backends: Annotated[str, typer.Option(help="comma list to check")] = "torch,onnx,openvino,tensorrt",
+    backends: Annotated[
+        str, typer.Option(help="comma list to check; torch-compile too, if asked (minutes of compiling at first)")
+    ] = "torch,onnx,openvino,tensorrt",
     steps: Annotated[int | None, typer.Option(min=1, max=4, help="sampler steps; default: the model's")] = None,
     **flags: Any,
 ) -> None:

@@ -92,6 +92,7 @@ class GenerationService:
                     threads=s.threads,
                     vae_precision=s.vae_precision,
                     log=self._progress,
+                    compile=s.compile,
                 )
             if self.settings.warmup:
                 # A backend that compiles or captures per shape does it for every batch size now, not on a live request.
