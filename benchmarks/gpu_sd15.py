@@ -60,6 +60,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--compile", action="store_true", help="add torch.compile (+ CUDA graphs on CUDA)")
+    parser.add_argument(
+        "--compile-batches", type=int, nargs="+", default=[1, 16], help="batches to compile for (each compiles anew)"
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -81,6 +85,13 @@ def main() -> None:
     backends = {"torch eager": TorchBackend(bundle, device, dtype, cuda_graphs=False)}
     if device.type == "cuda":
         backends["torch + CUDA graphs"] = TorchBackend(bundle, device, dtype, cuda_graphs=True)
+    compiled = "torch.compile" + (" + CUDA graphs" if device.type == "cuda" else "")
+    if args.compile:
+        backends[compiled] = TorchBackend(bundle, device, dtype, compile=True)
+
+    def measured(name: str, batch: int) -> bool:
+        return name != compiled or batch in args.compile_batches
+
     pipelines = {
         name: TextToImagePipeline(backend, bundle.tokenizer, bundle.schedule, info)
         for name, backend in backends.items()
@@ -117,6 +128,8 @@ def main() -> None:
         z = torch.randn(batch, 4, latent, latent, device=device)
         t = torch.full((batch,), 999, dtype=torch.long, device=device)
         for name, backend in backends.items():
+            if not measured(name, batch):
+                continue
             text = backend.encode_text(ids)
             cond = torch.randn(batch, info.guidance_embedding_dim or 1, device=device)
             row = {
@@ -137,6 +150,8 @@ def main() -> None:
         for steps in args.steps:
             requests = [ImageRequest(prompt, i, steps, 8.0, 0.3, size, size) for i in range(batch)]
             for name, pipeline in pipelines.items():
+                if not measured(name, batch):
+                    continue
                 seconds = timed(lambda p=pipeline, r=requests: p.generate(r), device, args.reps)
                 results["end_to_end"].append({"impl": name, "batch": batch, "steps": steps, "ms": 1e3 * seconds})
 
