@@ -91,8 +91,8 @@ class OpenVinoBackend(ExportedGraphBackend):
     def _run(self, network: str, inputs: dict[str, torch.Tensor], dims: dict[str, int]) -> torch.Tensor:
         checked = self._checked_inputs(network, inputs, dims)
         request = self._request(network, checked)
-        # Inputs are copied into the request (not shared): a request outlives this call, and one that kept a view of
-        # a freed torch tensor corrupted the heap in a long-lived server (the test suite segfaulted).
+        # Inputs are copied into the request (not shared): a request outlives this call and must not keep a view of
+        # a tensor its caller frees.
         request.infer({name: value.numpy() for name, value in checked.items()})
         # A copy the caller owns: the request reuses its output buffer on the next call.
         return torch.from_numpy(request.get_output_tensor(0).data.copy())

@@ -12,20 +12,11 @@ import pytest
 pytest.importorskip("openvino", reason="the openvino backend needs `pip install openvino` (scott-serve[openvino])")
 
 from engines import load_pipeline
+from engines.check import PROMPTS  # the fixed prompt set of `scott check`
 from engines.openvino_backend import load_openvino_pipeline, resolve_precision
 from scott.pipeline import ImageRequest, TextToImagePipeline
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"
-PROMPTS = [
-    "a large red circle in the top left on a blue background",
-    "a small green star on a white background",
-    "a medium yellow triangle in the center on a black background",
-    "a purple square in the bottom right on a gray background",
-    "a large cyan cross on a red background",
-    "a small orange circle in the top center",
-    "a pink star on a green background",
-    "a blue triangle in the bottom left on a white background",
-]
 
 
 def requests(steps: int, seeds: list[int] | None = None) -> list[ImageRequest]:
