@@ -253,12 +253,12 @@ def export_onnx(
     """
     import onnxruntime as ort
 
+    if precision not in EXPORT_DTYPES:  # before anything is written
+        raise ValueError(f"export precision must be one of {sorted(EXPORT_DTYPES)}, got {precision!r}")
     say = log or (lambda _msg: None)
     model_dir, out = Path(model_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
-    if precision not in EXPORT_DTYPES:
-        raise ValueError(f"export precision must be one of {sorted(EXPORT_DTYPES)}, got {precision!r}")
     tolerance = tolerance if tolerance is not None else FP16_TOLERANCE if precision == "fp16" else DEFAULT_TOLERANCE
     bundle = load_model(model_dir, dtype=EXPORT_DTYPES[precision])
     if precision == "fp16":

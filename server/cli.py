@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +39,18 @@ def _sizes(texts: Sequence[str], flag: str) -> list[tuple[int, int]]:
         return [parse_size(text) for text in texts]
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from exc
+
+
+def _steps() -> Callable[[str], None]:
+    """A log for long work (exports, engine builds): each step on its own line with the time since the start."""
+    from rich.console import Console
+
+    console, start = Console(stderr=True, highlight=False), time.perf_counter()
+
+    def step(message: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - start:7.1f}s[/dim] {message}")
+
+    return step
 
 
 @app.command()
@@ -153,15 +165,19 @@ def make_model(
 def export(
     out: Annotated[Path, typer.Option(help="folder for text_encoder/unet/vae_decoder .onnx and manifest.json")],
     force_external_data: Annotated[bool, typer.Option(help="weights beside the graph even when small")] = False,
+    precision: Annotated[
+        str, typer.Option(help="fp32, or fp16 (fp32 inputs and outputs; what TensorRT 11 builds fp16 engines from)")
+    ] = "fp32",
     **flags: Any,
 ) -> None:
-    """Export the text encoder, UNet and VAE decoder to ONNX (fp32, dynamic batch), checked against PyTorch."""
+    """Export the text encoder, UNet and VAE decoder to ONNX (dynamic batch), checked against PyTorch."""
     from engines.onnx_export import ExportError, export_onnx
 
     model_dir = settings_from(flags).model_dir
     try:
-        manifest = export_onnx(model_dir, out, external_data=True if force_external_data else None, log=typer.echo)
-    except ExportError as exc:
+        external = True if force_external_data else None
+        manifest = export_onnx(model_dir, out, external_data=external, log=_steps(), precision=precision)
+    except (ExportError, ValueError) as exc:
         typer.echo(f"export failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     for name, network in manifest["networks"].items():
@@ -193,7 +209,7 @@ def build_engines(
             max_batch_size=settings.max_batch_size,
             sizes=parsed,
             device=settings.device,
-            log=typer.echo,
+            log=_steps(),
             vae_precision=SETTING_PRECISIONS.get(settings.vae_precision or ""),
         )
     except RuntimeError as exc:  # no TensorRT / no CUDA: say what is missing, build nothing

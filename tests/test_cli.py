@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,16 @@ def test_eval_prints_the_metrics_table(made_model: Path, tmp_path: Path) -> None
     assert "FID floor" in result.output
     metrics = json.loads(out.read_text())["1"]
     assert 0.0 <= metrics["prompt_accuracy"] <= 1.0 and metrics["fid"] > 0
+
+
+def test_export_writes_the_asked_precision_with_timed_steps(made_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "onnx16"
+    result = runner.invoke(app, ["export", "--model", str(made_model), "--out", str(out), "--precision", "fp16"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["precision"] == "fp16"
+    assert re.search(r"\d+\.\ds exporting unet", result.output)  # each step with the time since the start
+    bad = runner.invoke(
+        app, ["export", "--model", str(made_model), "--out", str(tmp_path / "x"), "--precision", "int8"]
+    )
+    assert bad.exit_code == 1 and "must be one of ['fp16', 'fp32']" in bad.output
+    assert not (tmp_path / "x").exists()
