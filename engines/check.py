@@ -121,8 +121,12 @@ def run_check(
     max_batch_size: int = 8,
     backends: tuple[str, ...] = ("torch", "onnx", "openvino", "tensorrt"),
     steps: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[CheckRow]:
-    """One row per backend; the reference is eager torch f32 on the same device (the exported graphs' precision)."""
+    """One row per backend; the reference is eager torch f32 on the same device (the exported graphs' precision).
+
+    log: told each backend as its check starts, and each long step of loading it (exports, engine builds)."""
+    say = log or (lambda _msg: None)
     target = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     reference_pipeline = TextToImagePipeline.from_bundle(load_model(model_dir, dtype=torch.float32), device=target)
     info = reference_pipeline.info
@@ -135,11 +139,12 @@ def run_check(
         if reason is not None:
             rows.append(CheckRow(backend, "unavailable", reason))
             continue
+        say(f"checking {backend}")
 
         def load(backend: str = backend) -> TextToImagePipeline:
             if backend == "torch-compile":  # minutes of compiling on a first run: asked for by name
                 return load_pipeline(model_dir, "torch", str(target), compile=True)
-            return load_pipeline(model_dir, backend, str(target), max_batch_size=max_batch_size)
+            return load_pipeline(model_dir, backend, str(target), max_batch_size=max_batch_size, log=log)
 
         rows.append(check_backend(backend, load, reference, steps, size))
     return rows

@@ -130,7 +130,7 @@ def check(
 
     settings = settings_from(flags)
     names = tuple(name.strip() for name in backends.split(",") if name.strip())
-    rows = run_check(settings.model_dir, settings.device, settings.max_batch_size, names, steps)
+    rows = run_check(settings.model_dir, settings.device, settings.max_batch_size, names, steps, log=_steps())
     table = Table(title=f"scott check: {settings.model_dir}, batch 1 and {settings.max_batch_size}, vs torch f32")
     for column in ("backend", "precision", "mean diff", "max diff", "text ms", "unet ms", "vae ms", "image ms"):
         table.add_column(column, justify="left" if column == "backend" else "right")
