@@ -13,13 +13,16 @@ from server.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, 
 
 
 class SamplingFields(BaseModel):
-    """The prompt and the sampler's knobs, the same on every image route; omitted ones take the model's defaults."""
+    """The prompt and the sampler's knobs, the same on every image route; omitted ones take the model's defaults.
+
+    Numbers are strict: `true` is not 1 and "4" is not 4 (a JSON number is what the spec says; integers stay
+    valid where a float is asked for)."""
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="omitted: a random seed, returned")
-    guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
-    gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True, description="omitted: a random seed, returned")
+    guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False, strict=True)
+    gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
 
     def sampling(self) -> dict[str, Any]:
         """These fields alone, as keywords of server.params.resolve."""
@@ -34,10 +37,12 @@ class GenerateRequest(SamplingFields):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_images: int = Field(1, ge=1, le=MAX_IMAGES)
-    width: int | None = Field(None, ge=1, le=MAX_SIDE)
-    height: int | None = Field(None, ge=1, le=MAX_SIDE)
-    timeout_ms: int | None = Field(None, ge=1, le=MAX_TIMEOUT_MS, description="capped by the server's deadline")
+    num_images: int = Field(1, ge=1, le=MAX_IMAGES, strict=True)
+    width: int | None = Field(None, ge=1, le=MAX_SIDE, strict=True)
+    height: int | None = Field(None, ge=1, le=MAX_SIDE, strict=True)
+    timeout_ms: int | None = Field(
+        None, ge=1, le=MAX_TIMEOUT_MS, strict=True, description="capped by the server's deadline"
+    )
 
 
 class GeneratedImage(BaseModel):
@@ -79,11 +84,11 @@ class OpenAIImageRequest(SamplingFields):
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
     model: str | None = Field(None, max_length=200)
-    n: int | None = Field(None, ge=1, le=MAX_IMAGES)
+    n: int | None = Field(None, ge=1, le=MAX_IMAGES, strict=True)
     size: str | None = Field(None, max_length=20, description="WIDTHxHEIGHT, SIDE (square) or auto")
     response_format: Literal["b64_json", "url"] | None = None
     output_format: str | None = Field(None, max_length=10)
-    stream: bool | None = None
+    stream: bool | None = Field(None, strict=True)
 
 
 class OpenAIImage(BaseModel):

@@ -30,6 +30,10 @@ BAD_BODIES = [
     ({"prompt": "x", "steps": 5}, 422, "steps", ["less than or equal to 4"]),
     ({"prompt": "x", "steps": "four"}, 422, "steps", ["integer"]),
     ({"prompt": "x", "steps": 2.5}, 422, "steps", ["integer"]),
+    ({"prompt": "x", "steps": True}, 422, "steps", ["integer"]),  # not 1
+    ({"prompt": "x", "seed": "7"}, 422, "seed", ["integer"]),
+    ({"prompt": "x", "guidance_scale": False}, 422, "guidance_scale", ["number"]),
+    ({"prompt": "x", "num_images": True}, 422, "num_images", ["integer"]),
     ({"prompt": "x", "seed": -1}, 422, "seed", ["greater than or equal to 0"]),
     ({"prompt": "x", "seed": 2**32}, 422, "seed", ["4294967295"]),
     ({"prompt": "x", "guidance_scale": 21}, 422, "guidance_scale", ["20"]),
