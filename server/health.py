@@ -9,13 +9,16 @@ from server.metrics import CONTENT_TYPE
 from server.service import GenerationService
 
 router = APIRouter()
+# What the probes answer besides 200: the spec says so, so a client generated from it expects the 503.
+_NOT_LIVE = {503: {"description": "the model failed to load: the process can never serve (restart it)"}}
+_NOT_READY = {503: {"description": "loading (the body's progress says what it is doing), draining or stopping"}}
 
 
 def _service(request: Request) -> GenerationService:
     return request.app.state.service
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=_NOT_LIVE)
 async def healthz(request: Request) -> JSONResponse:
     """Live unless the model failed to load, so an orchestrator restarts a process that can never serve."""
     service = _service(request)
@@ -24,7 +27,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=_NOT_READY)
 async def readyz(request: Request) -> JSONResponse:
     """200 once loaded and warmed up; 503 while loading, and from SIGTERM on ("draining", then "stopping")."""
     service = _service(request)
@@ -36,18 +39,24 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if service.state == "ready" else 503)
 
 
-@router.get("/v2/health/live")
+@router.get("/v2/health/live", responses=_NOT_LIVE)
 async def kserve_live(request: Request) -> JSONResponse:
     live = _service(request).state != "failed"
     return JSONResponse({"live": live}, status_code=200 if live else 503)
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", responses=_NOT_READY)
 async def kserve_ready(request: Request) -> JSONResponse:
     ready = _service(request).state == "ready"
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    },
+)
 async def metrics(request: Request) -> Response:
     return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -38,8 +38,12 @@ class GenerateRequest(SamplingFields):
     model_config = ConfigDict(extra="forbid")
 
     num_images: int = Field(1, ge=1, le=MAX_IMAGES, strict=True)
-    width: int | None = Field(None, ge=1, le=MAX_SIDE, strict=True)
-    height: int | None = Field(None, ge=1, le=MAX_SIDE, strict=True)
+    width: int | None = Field(
+        None, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info: sizes); else 422"
+    )
+    height: int | None = Field(
+        None, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info: sizes); else 422"
+    )
     timeout_ms: int | None = Field(
         None, ge=1, le=MAX_TIMEOUT_MS, strict=True, description="capped by the server's deadline"
     )
@@ -86,9 +90,11 @@ class OpenAIImageRequest(SamplingFields):
     model: str | None = Field(None, max_length=200)
     n: int | None = Field(None, ge=1, le=MAX_IMAGES, strict=True)
     size: str | None = Field(None, max_length=20, description="WIDTHxHEIGHT, SIDE (square) or auto")
-    response_format: Literal["b64_json", "url"] | None = None
+    response_format: Literal["b64_json", "url"] | None = Field(
+        None, description="b64_json only: `url` is refused with a 422 (this server keeps no files)"
+    )
     output_format: str | None = Field(None, max_length=10)
-    stream: bool | None = Field(None, strict=True)
+    stream: bool | None = Field(None, strict=True, description="false only: streaming is refused with a 422")
 
 
 class OpenAIImage(BaseModel):

@@ -120,3 +120,8 @@ def test_the_openapi_schema_lists_every_route() -> None:
     for path in ("/generate", "/v1/images/generations", "/v1/models", "/healthz", "/readyz", "/metrics"):
         assert path in paths
     assert "image/png" in paths["/generate"]["post"]["responses"]["200"]["content"]
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]  # not JSON
+    for probe in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"):
+        assert "503" in paths[probe]["get"]["responses"], probe
+    openai = create_app(ServerSettings()).openapi()["components"]["schemas"]["OpenAIImageRequest"]["properties"]
+    assert "refused" in openai["stream"]["description"] and "refused" in openai["response_format"]["description"]
