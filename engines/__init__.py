@@ -18,7 +18,10 @@ _TORCH_PRECISIONS = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.
 def default_backend(device: str | None = None) -> str:
     """The runtime a device gets when none is named: torch on CUDA, OpenVINO on the CPU (the fastest there:
     docs/benchmarks.md). A documented default, not a fallback: if it cannot run, loading fails naming why."""
-    target = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from engines.torch_backend import pick_device
+
+    # Only the device's type counts here: whether the CUDA device asked for exists, the load says.
+    target = torch.device(device) if device else pick_device()
     return "torch" if target.type == "cuda" else "openvino"
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from engines import load_pipeline
+from engines.torch_backend import pick_device
 from scott.images import NonFiniteImages
 from scott.models import load_model
 from scott.pipeline import ImageRequest, TextToImagePipeline
@@ -127,7 +128,7 @@ def run_check(
 
     log: told each backend as its check starts, and each long step of loading it (exports, engine builds)."""
     say = log or (lambda _msg: None)
-    target = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = pick_device(device)
     reference_pipeline = TextToImagePipeline.from_bundle(load_model(model_dir, dtype=torch.float32), device=target)
     info = reference_pipeline.info
     steps = steps or info.default_steps

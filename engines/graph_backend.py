@@ -11,6 +11,28 @@ from engines.shapes import TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec
 TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64, "float16": torch.float16}
 
 
+def unet_inputs(
+    latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    timestep_cond: torch.Tensor | None,
+    guidance_embedding_dim: int | None,
+) -> dict[str, torch.Tensor]:
+    """The exported UNet's inputs by name (every runtime of the export: ONNX Runtime, OpenVINO, TensorRT);
+    timestep_cond must come exactly when the UNet has a guidance embedding."""
+    has_cond = guidance_embedding_dim is not None
+    if has_cond != (timestep_cond is not None):
+        raise ValueError(
+            "this UNet takes a guidance embedding (timestep_cond)"
+            if has_cond
+            else "this UNet has no guidance embedding; pass timestep_cond=None"
+        )
+    inputs = {"sample": latents, "timestep": timesteps, "encoder_hidden_states": text_embeddings}
+    if timestep_cond is not None:
+        inputs["timestep_cond"] = timestep_cond
+    return inputs
+
+
 class ExportedGraphBackend:
     """encode_text / predict / decode of one export; a subclass runs one network at concrete dims."""
 
@@ -50,16 +72,9 @@ class ExportedGraphBackend:
         timestep_cond: torch.Tensor | None,
     ) -> torch.Tensor:
         batch, _, height, width = latents.shape
-        inputs = {"sample": latents, "timestep": timesteps, "encoder_hidden_states": text_embeddings}
-        has_cond = self.export.dims.guidance_embedding_dim is not None
-        if has_cond != (timestep_cond is not None):
-            raise ValueError(
-                "this UNet takes a guidance embedding (timestep_cond)"
-                if has_cond
-                else "this UNet has no guidance embedding; pass timestep_cond=None"
-            )
-        if timestep_cond is not None:
-            inputs["timestep_cond"] = timestep_cond
+        inputs = unet_inputs(
+            latents, timesteps, text_embeddings, timestep_cond, self.export.dims.guidance_embedding_dim
+        )
         return self._run(UNET, inputs, {"batch": batch, "height": height, "width": width})
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

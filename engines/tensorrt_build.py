@@ -173,8 +173,8 @@ def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: st
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # Explicit batch is the only mode since TensorRT 10; the strongly typed flag is required for it on 10.x and
-    # accepted (everything is strongly typed) on 11.x.
+    # Explicit batch is the only mode since TensorRT 10. On 11.x every network is strongly typed (the flag is
+    # accepted); 10.x builds weakly typed here, its FP16 flag choosing the precision per layer.
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED.value) if strongly_typed(trt) else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)

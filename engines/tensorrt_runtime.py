@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from engines.graph_backend import unet_inputs
 from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec, Profile, network_specs
 from scott.pipeline import TextToImagePipeline
 from scott.schedule import NoiseSchedule
@@ -210,16 +211,8 @@ class TensorRTBackend:
         text_embeddings: torch.Tensor,
         timestep_cond: torch.Tensor | None,
     ) -> torch.Tensor:
-        inputs = {
-            "sample": latents.to(torch.float32),
-            "timestep": timesteps.to(torch.float32),
-            "encoder_hidden_states": text_embeddings.to(torch.float32),
-        }
-        if (self.dims.guidance_embedding_dim is not None) != (timestep_cond is not None):
-            raise ValueError("timestep_cond must be given exactly when the UNet has a guidance embedding")
-        if timestep_cond is not None:
-            inputs["timestep_cond"] = timestep_cond.to(torch.float32)
-        return self._infer(UNET, inputs)
+        inputs = unet_inputs(latents, timesteps, text_embeddings, timestep_cond, self.dims.guidance_embedding_dim)
+        return self._infer(UNET, {name: value.to(torch.float32) for name, value in inputs.items()})
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         # The VAE's profile may stop below the UNet's batch (TensorRT's tensor volume at large sizes): decode in parts.

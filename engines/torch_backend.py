@@ -57,7 +57,6 @@ class TorchBackend(ModuleBackend):
         if cuda_graphs and self.device.type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device; this backend runs on " + str(device))
         self.cuda_graphs = cuda_graphs
-        self.compiled = compile
         self.per_shape = cuda_graphs or compile  # each batch size captures its graphs / compiles its kernels
         calls = {"text": self._text_forward, "unet": self._unet_forward, "vae": self._vae_forward}
         if compile:
