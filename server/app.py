@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -22,6 +23,7 @@ from server import api, health, openai_api, playground
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
 from server.middleware import BodySizeLimit, JsonBodies, RequestTimer
+from server.protocol import limited_protocol
 from server.service import GenerationService
 from server.settings import ServerSettings
 
@@ -97,10 +99,17 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
+def uvicorn_config(app: FastAPI, **options: Any) -> uvicorn.Config:
+    """uvicorn for an app from create_app, on the protocol that caps request heads and receive time."""
+    settings: ServerSettings = app.state.settings
+    protocol = limited_protocol(settings.max_header_bytes, settings.receive_timeout_s, app.state.service.metrics.reject)
+    return uvicorn.Config(app, http=protocol, ws="none", **options)
+
+
 def build_server(app: FastAPI) -> DrainingServer:
     """The uvicorn server for an app from create_app, listening where its settings say."""
     settings: ServerSettings = app.state.settings
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
         host=settings.host,
         port=settings.port,

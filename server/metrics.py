@@ -28,6 +28,8 @@ REJECTION_REASONS = (
     "not_ready",
     "shutting_down",
     "failed",
+    "headers_too_large",
+    "receive_timeout",
 )
 DROP_REASONS = ("cancelled", "timeout", "disconnected", "expired", "failed")
 STAGES = ("text", "unet", "vae")

@@ -43,6 +43,12 @@ class ServerSettings(BaseSettings):
     max_queue: int = Field(64, ge=1, description="images admitted but not yet running; more get 429")
     request_timeout_s: float = Field(30.0, gt=0.0, description="deadline of every request; past it, 504")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body; a larger one gets 413")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="largest request line plus headers; a larger one gets 431"
+    )
+    receive_timeout_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="time to receive a request's headers and body; a slower client gets 408"
+    )
     encode_threads: int = Field(2, ge=1, le=64, description="threads that PNG-encode, off the inference thread")
     warmup: bool = Field(True, description="generate before readiness passes (every batch size on per-shape backends)")
     # Shutdown on SIGTERM: readiness fails at once, requests are still served for drain_seconds (so a load

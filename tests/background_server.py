@@ -11,6 +11,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from server.app import uvicorn_config
+
 
 class BackgroundServer:
     """`with BackgroundServer(app) as server: httpx.get(server.url + "/healthz")`; waits for /readyz if asked."""
@@ -22,7 +24,8 @@ class BackgroundServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=30)
+        # the server's own uvicorn config (its HTTP protocol and limits), as `scott serve` runs it
+        config = uvicorn_config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=30)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
