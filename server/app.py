@@ -20,6 +20,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from scott.pipeline import TextToImagePipeline
 from server import api, health, openai_api, playground
+from server.auth import ApiKeys
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
 from server.middleware import BodySizeLimit, JsonBodies, RequestTimer
@@ -60,6 +61,8 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     app.include_router(playground.router)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
+    if keys := settings.api_key_values():  # outside the body limit: a request without a key is never read
+        app.add_middleware(ApiKeys, keys=keys, max_per_key=settings.max_concurrent_per_key, on_reject=metrics.reject)
     app.add_middleware(RequestTimer, observe=metrics.observe_request, paths=ENDPOINTS)  # outermost: sees 413s too
     return app
 

@@ -19,6 +19,8 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 # model_dir has always been --model on every command; --model-dir, the field's own name, works too.
 _DECLS = {"model_dir": ("--model", "--model-dir")}
+# Secrets are no flags: a command line is visible to every user of the host (`ps`). SCOTT_API_KEYS or a file.
+ENV_ONLY = ("api_keys",)
 
 
 def flag_names(name: str) -> tuple[str, ...]:
@@ -52,7 +54,7 @@ def settings_flags(*names: str) -> Callable[[Command], Command]:
     def add(command: Command) -> Command:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        flags = [_parameter(name, fields[name]) for name in names or fields]
+        flags = [_parameter(name, fields[name]) for name in names or fields if name not in ENV_ONLY]
         command.__signature__ = signature.replace(parameters=[*own, *flags])  # type: ignore[attr-defined]
         return command
 

@@ -30,6 +30,9 @@ REJECTION_REASONS = (
     "failed",
     "headers_too_large",
     "receive_timeout",
+    "unauthorized",
+    "key_busy",
+    "unsupported_media_type",
 )
 DROP_REASONS = ("cancelled", "timeout", "disconnected", "expired", "failed")
 STAGES = ("text", "unet", "vae")

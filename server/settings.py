@@ -7,10 +7,10 @@ setting is declared once, here, with its description as its help.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from server.limits import MAX_IMAGES
 
@@ -49,6 +49,21 @@ class ServerSettings(BaseSettings):
     receive_timeout_s: float = Field(
         10.0, gt=0.0, le=3600.0, description="time to receive a request's headers and body; a slower client gets 408"
     )
+    # Facing a network (README "Running it on a network"). Keys come from the environment or a file, never a
+    # flag (a command line is visible to every user of the host); SecretStr keeps them out of reprs and logs.
+    api_keys: SecretStr | None = Field(
+        None, description="comma-separated API keys; when any is set, model routes need Authorization: Bearer KEY"
+    )
+    api_key_file: Path | None = Field(None, description="a file of API keys, one per line (# starts a comment)")
+    max_concurrent_per_key: int | None = Field(
+        None, ge=1, description="requests one API key may have in flight; more get 429"
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        [], description="Host header values served (comma-separated, *.example.com allowed); default: any"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="browser origins allowed to call the API (comma-separated, or *); default: none"
+    )
     encode_threads: int = Field(2, ge=1, le=64, description="threads that PNG-encode, off the inference thread")
     warmup: bool = Field(True, description="generate before readiness passes (every batch size on per-shape backends)")
     # Shutdown on SIGTERM: readiness fails at once, requests are still served for drain_seconds (so a load
@@ -60,12 +75,38 @@ class ServerSettings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0.0, description="how long shutdown waits for in-flight requests")
     log_level: str = Field("info", description="uvicorn log level: critical | error | warning | info | debug | trace")
 
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        parts = value.split(",") if isinstance(value, str) else value
+        if isinstance(parts, list | tuple):
+            return [item.strip() for part in parts for item in str(part).split(",") if item.strip()]
+        return parts
+
     @model_validator(mode="after")
     def _queue_fits_a_request(self) -> Self:
         # A request of MAX_IMAGES must be admissible into an empty queue, or it could never run.
         if self.max_queue < MAX_IMAGES:
             raise ValueError(f"max_queue must be at least {MAX_IMAGES} (the most images one request may ask for)")
         return self
+
+    @model_validator(mode="after")
+    def _api_keys_readable(self) -> Self:
+        self.api_key_values()  # a missing or empty key file fails at start, naming the flag
+        return self
+
+    def api_key_values(self) -> tuple[bytes, ...]:
+        """SCOTT_API_KEYS (comma-separated) and the lines of api_key_file (blank lines and # comments skipped)."""
+        keys = self.api_keys.get_secret_value().split(",") if self.api_keys else []
+        if self.api_key_file is not None:
+            try:
+                text = self.api_key_file.read_text(encoding="utf-8")
+            except OSError as exc:  # the file's name and the reason, never its contents
+                raise ValueError(f"api_key_file: cannot read {self.api_key_file.name}: {exc.strerror}") from exc
+            keys += [line.split("#", 1)[0] for line in text.splitlines()]
+            if not any(key.strip() for key in keys):
+                raise ValueError(f"api_key_file: {self.api_key_file.name} holds no key")
+        return tuple(dict.fromkeys(key.strip().encode() for key in keys if key.strip()))
 
     @property
     def served_model_name(self) -> str:
