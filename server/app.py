@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.config import STARTUP_FAILURE
 
 from scott.pipeline import TextToImagePipeline
@@ -23,7 +24,7 @@ from server import api, health, openai_api, playground
 from server.auth import ApiKeys
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
-from server.middleware import BodySizeLimit, JsonBodies, RequestTimer
+from server.middleware import AllowedHosts, BodySizeLimit, RequestTimer, RequireJson
 from server.protocol import limited_protocol
 from server.service import GenerationService
 from server.settings import ServerSettings
@@ -59,10 +60,22 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     app.include_router(openai_api.router)
     app.include_router(health.router)
     app.include_router(playground.router)
-    app.add_middleware(JsonBodies)
+    # The last added runs first: host, CORS (a preflight needs no key), key, content type, then the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
-    if keys := settings.api_key_values():  # outside the body limit: a request without a key is never read
+    app.add_middleware(RequireJson, on_reject=metrics.reject)
+    if keys := settings.api_key_values():
         app.add_middleware(ApiKeys, keys=keys, max_per_key=settings.max_concurrent_per_key, on_reject=metrics.reject)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After", "X-Seed", "X-Prompt-Truncated", "X-Batch-Sizes", "Server-Timing"],
+            max_age=600,
+        )
+    if settings.allowed_hosts:
+        app.add_middleware(AllowedHosts, allowed_hosts=settings.allowed_hosts, open_paths=health.PROBE_PATHS)
     app.add_middleware(RequestTimer, observe=metrics.observe_request, paths=ENDPOINTS)  # outermost: sees 413s too
     return app
 

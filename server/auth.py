@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import error_response
+from server.health import PROBE_PATHS
 
-# Open without a key: orchestrator probes and Prometheus must reach them; the docs and the playground page say
-# nothing about the model (the page's own calls, /info and /generate, need the key).
-OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics", "/", "/docs", "/openapi.json"}
-)
+# Open without a key: the probes and /metrics (orchestrators and Prometheus must reach them); the docs and the
+# playground page say nothing about the model (the page's own calls, /info and /generate, need the key).
+OPEN_PATHS = PROBE_PATHS | {"/", "/docs", "/openapi.json"}
 
 
 def _www_authenticate(error: str | None = None) -> dict[str, str]:

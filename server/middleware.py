@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: JSON bodies whatever curl says, a cap on request body bytes (413), request metrics.
+"""Pure-ASGI middleware: JSON bodies only (415), allowed Host headers, a cap on request body bytes (413), metrics.
 
 Pure ASGI rather than BaseHTTPMiddleware so the route can still await http.disconnect on `receive`.
 """
@@ -6,33 +6,73 @@ Pure ASGI rather than BaseHTTPMiddleware so the route can still await http.disco
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import error_response
 
 
-class JsonBodies:
-    """Reads POST bodies as JSON when the client sent no content type or curl's default form type.
+class RequireJson:
+    """415 for a request body that is not declared application/json (or a +json type), before it is read.
 
-    `curl -d '{"prompt": ...}'` labels its body application/x-www-form-urlencoded. This API has no
-    form endpoints, so such a body can only be meant as JSON; any other declared type is left alone
-    (and gets FastAPI's clear 422 if it is not JSON).
+    Every POST route here takes JSON, and a browser sends a cross-site form post (form-urlencoded, multipart,
+    text/plain) without asking the server first: refusing those types is what stops a page from making its
+    visitors' browsers run generations here. JSON from another origin needs a CORS preflight, which is refused
+    unless cors_origins allows that origin.
     """
 
-    FORM_OR_NONE = (b"", b"application/x-www-form-urlencoded")
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, on_reject: Callable[[str], None] | None = None) -> None:
+        self.app, self.on_reject = app, on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             declared = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
-            if declared in self.FORM_OR_NONE:
-                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            if declared != b"application/json" and not (
+                declared.startswith(b"application/") and declared.endswith(b"+json")
+            ):
+                if self.on_reject is not None:
+                    self.on_reject("unsupported_media_type")
+                shown = declared.decode("latin-1")[:100] or "none"
+                message = f"content-type: the body must be sent as application/json, not {shown}"
+                response = error_response(415, "unsupported_media_type", message, "content-type")
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+class AllowedHosts:
+    """Starlette's TrustedHostMiddleware (its Host matching, *.example.com wildcards), answering in the one error
+    format; the probes and /metrics stay reachable by any Host (kubelets and Prometheus call a pod by its IP)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str], open_paths: Collection[str] = ()) -> None:
+        self.app, self.open_paths = app, frozenset(open_paths)
+        self._check = TrustedHostMiddleware(_mark_allowed, allowed_hosts=list(allowed_hosts), www_redirect=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        probe = dict(scope)  # Starlette's check passes it on to _mark_allowed only when the host is allowed
+
+        async def drop(message: Message) -> None:  # its own plain-text refusal is replaced below
+            pass
+
+        await self._check(probe, receive, drop)
+        if probe.get(_ALLOWED):
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")[:100] or "none"
+        message = f"host: {host!r} is not served here (allowed_hosts)"
+        await error_response(400, "invalid_host", message, "host")(scope, receive, send)
+
+
+_ALLOWED = "scott.host_allowed"
+
+
+async def _mark_allowed(scope: Scope, receive: Receive, send: Send) -> None:
+    scope[_ALLOWED] = True
 
 
 class BodySizeLimit:
