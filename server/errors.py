@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.schemas import ErrorDetail, ErrorResponse, FieldError
+
+_PATHS = re.compile(r"(?:/[^\s/]+)+/([^\s/]+)")  # an absolute path -> its last part
+
+
+def without_paths(text: str) -> str:
+    """Text for a client: server file paths cut to their last part (the log keeps the whole)."""
+    return _PATHS.sub(r"\1", text)
 
 
 class ApiError(Exception):
@@ -39,6 +47,8 @@ def error_response(
     errors: Sequence[FieldError] = (),
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
+    if status >= 500:  # a server failure's text comes from an exception: never show where the server's files are
+        message = without_paths(message)
     if not errors and field is not None:
         errors = [FieldError(field=field, message=message)]
     body = ErrorResponse(error=ErrorDetail(type=type, message=message, field=field, errors=list(errors)))
@@ -75,6 +85,11 @@ def install_error_handlers(app: FastAPI, on_reject: Callable[[str], None]) -> No
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         on_reject(exc.reason)
         return error_response(exc.status, exc.type, exc.message, exc.field, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # No traceback, environment or path for the client; uvicorn logs the exception with its traceback.
+        return error_response(500, "internal_error", "internal server error (the server log has the detail)")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,14 +19,13 @@ from typing import Literal
 from scott.images import NonFiniteImages
 from scott.pipeline import ImageRequest, ModelInfo, TextToImagePipeline
 from server.batcher import Batcher, DeadlineExceeded, Job, JobResult, QueueClosed, QueueFull
-from server.errors import ApiError
+from server.errors import ApiError, without_paths
 from server.images import b64, encode_pngs
 from server.metrics import ServerMetrics
 from server.params import ImageRequests
 from server.settings import ServerSettings
 from server.worker import InferenceWorker
 
-_PATHS = re.compile(r"(?:/[^\s/]+)+/([^\s/]+)")  # an absolute path -> its last part
 log = logging.getLogger(__name__)
 
 # loading -> ready -> draining (readiness fails, requests still served) -> stopping (new requests get 503).
@@ -104,7 +102,7 @@ class GenerationService:
         except Exception as exc:
             log.exception("model failed to load")
             with self._state_lock:
-                self.load_error = f"{type(exc).__name__}: {exc}"
+                self.load_error = without_paths(f"{type(exc).__name__}: {exc}")  # what clients see; the log has it all
                 if self.state == "loading":
                     self.state = "failed"
             return
@@ -134,7 +132,7 @@ class GenerationService:
         /readyz shows file names, not paths (a probe's answer may travel further than the log)."""
         elapsed = time.monotonic() - self._started
         log.info("%s (%.1f s after start)", message.strip(), elapsed)
-        self.progress = (_PATHS.sub(r"\1", message.strip()), time.monotonic())
+        self.progress = (without_paths(message.strip()), time.monotonic())
 
     @property
     def progress_text(self) -> str | None:
@@ -257,7 +255,7 @@ class GenerationService:
             self.metrics.nonfinite.inc()
             message = f"inference failed: {exc} (try --precision f32)"
             raise ApiError(500, "nonfinite_output", message, reason="failed") from exc
-        except Exception as exc:
+        except Exception as exc:  # the worker has logged it with its traceback
             message = f"inference failed: {type(exc).__name__}: {exc}"
             raise ApiError(500, "inference_failed", message, reason="failed") from exc
 
