@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.config import STARTUP_FAILURE
 
 from scott.pipeline import TextToImagePipeline
-from server import api, health, openai_api, playground
+from server import a1111_api, api, health, openai_api, playground
 from server.auth import ApiKeys
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
@@ -58,6 +58,7 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     install_error_handlers(app, metrics.reject)
     app.include_router(api.router)
     app.include_router(openai_api.router)
+    app.include_router(a1111_api.router)
     app.include_router(health.router)
     app.include_router(playground.router)
     # The last added runs first: host, CORS (a preflight needs no key), key, content type, then the body is read.

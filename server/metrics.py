@@ -36,7 +36,7 @@ REJECTION_REASONS = (
 )
 DROP_REASONS = ("cancelled", "timeout", "disconnected", "expired", "failed")
 STAGES = ("text", "unet", "vae")
-ENDPOINTS = ("/generate", "/v1/images/generations")
+ENDPOINTS = ("/generate", "/v1/images/generations", "/sdapi/v1/txt2img")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -82,7 +82,9 @@ class ServerMetrics:
             "scott_nonfinite_outputs", "Requests failed because the networks produced NaN or Inf pixels", registry=r
         )
         self.ready = Gauge("scott_ready", "1 once the model is loaded and warmed up", registry=r)
-        self.backend = Info("scott_backend", "The runtime serving the model: backend, device, precision", registry=r)
+        self.backend = Info(
+            "scott_backend", "The runtime serving the model: backend, device, precision, decoder", registry=r
+        )
         # Export every label value from the start, so rate() sees the first event.
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)

@@ -122,6 +122,68 @@ class OpenAIModelList(BaseModel):
     data: list[OpenAIModel]
 
 
+# -- AUTOMATIC1111 web UI API --------------------------------------------------------------------
+
+# The one sampler served, by the name A1111 clients are shown; any sampler_name they send runs it.
+A1111_SAMPLER = "SCott consistency"
+
+
+class A1111Txt2ImgRequest(BaseModel):
+    """POST /sdapi/v1/txt2img as the A1111 clients send it (webuiapi, Open WebUI, SillyTavern).
+
+    The many A1111 fields with no meaning here (subseeds, hires upscalers, face restoration, styles, override
+    settings, scripts' args, save flags) are accepted and ignored; the ones that would change what is drawn are
+    refused when set (enable_hr, tiling, script_name)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(
+        "", max_length=MAX_PROMPT_CHARS, description="accepted and ignored: the model's guidance takes no negative"
+    )
+    seed: int = Field(-1, ge=-1, le=MAX_SEED, strict=True, description="-1: a random seed, returned in info")
+    steps: int = Field(
+        50, ge=1, le=1000, strict=True, description=f"more than the sampler's {MAX_STEPS} run {MAX_STEPS} (see info)"
+    )
+    cfg_scale: float = Field(7.0, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False, strict=True)
+    width: int = Field(
+        512, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info); else 422"
+    )
+    height: int = Field(
+        512, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info); else 422"
+    )
+    batch_size: int = Field(1, ge=1, le=MAX_IMAGES, strict=True)
+    n_iter: int = Field(1, ge=1, le=MAX_IMAGES, strict=True, description=f"batch_size x n_iter: at most {MAX_IMAGES}")
+    sampler_name: str | None = Field(None, max_length=200, description=f"any name runs {A1111_SAMPLER!r}")
+    sampler_index: str | None = Field(None, max_length=200, description="A1111's old sampler_name; ignored too")
+    gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True, description="extension")
+    send_images: bool = True
+    enable_hr: bool = Field(False, description="true is refused: no hires fix here")
+    tiling: bool | None = Field(None, description="true is refused: no tiling here")
+    script_name: str | None = Field(None, max_length=200, description="refused when set: no scripts here")
+
+
+class A1111Txt2ImgResponse(BaseModel):
+    images: list[str] = Field(description="base64 PNGs (no data: prefix), seed + i each")
+    parameters: dict[str, Any] = Field(description="the request's fields as received")
+    info: str = Field(description="a JSON string, as A1111's: seed, all_seeds, steps used, infotexts, ...")
+
+
+class A1111Model(BaseModel):
+    title: str
+    model_name: str
+    hash: str | None = None
+    sha256: str | None = None
+    filename: str  # the served name: never a server path
+    config: str | None = None
+
+
+class A1111Sampler(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, str] = Field(default_factory=dict)
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 

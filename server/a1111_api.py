@@ -1,0 +1,127 @@
+"""The AUTOMATIC1111 web UI API that image clients speak: POST /sdapi/v1/txt2img and the read-only routes they
+call first (sd-models, samplers, options). Same generation path, batching, limits, keys and metrics as /generate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from scott.pipeline import MAX_STEPS
+from server.cancellation import with_cancellation
+from server.errors import ApiError
+from server.generation import generate
+from server.limits import MAX_IMAGES
+from server.schemas import (
+    A1111_SAMPLER,
+    A1111Model,
+    A1111Sampler,
+    A1111Txt2ImgRequest,
+    A1111Txt2ImgResponse,
+    ErrorResponse,
+    SamplingFields,
+)
+from server.service import GenerationService
+
+router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111"])
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_request", f"{field}: {message}", field=field)
+
+
+def _refuse_what_cannot_be_honoured(body: A1111Txt2ImgRequest) -> None:
+    if body.batch_size * body.n_iter > MAX_IMAGES:
+        total = body.batch_size * body.n_iter
+        raise _invalid("batch_size", f"batch_size x n_iter is {total} images; at most {MAX_IMAGES} per request")
+    if body.enable_hr:
+        raise _invalid("enable_hr", "hires fix is not supported; send enable_hr false and a size the model makes")
+    if body.tiling:
+        raise _invalid("tiling", "tiling is not supported; send tiling false")
+    if body.script_name:
+        raise _invalid("script_name", "scripts are not supported; omit script_name")
+
+
+@router.post(
+    "/txt2img",
+    response_model=A1111Txt2ImgResponse,
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 429, 503, 504)},
+)
+@with_cancellation
+async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgResponse:
+    """A1111's txt2img: seed -1 is random; steps past the sampler's maximum run the maximum (info says so)."""
+    service: GenerationService = request.app.state.service
+    _refuse_what_cannot_be_honoured(body)
+    steps = min(body.steps, MAX_STEPS)  # A1111 clients default to 20-50 steps: refusing them would break them all
+    sampling = SamplingFields(
+        prompt=body.prompt,
+        steps=steps,
+        seed=None if body.seed == -1 else body.seed,
+        guidance_scale=body.cfg_scale,
+        gamma=body.gamma,
+    )
+    n = body.batch_size * body.n_iter
+    generation = await generate(service, sampling, n=n, width=body.width, height=body.height)
+    first, seeds, name = generation.params.first, generation.params.seeds, service.settings.served_model_name
+    infotexts = [
+        f"{body.prompt}\nSteps: {first.steps}, Sampler: {A1111_SAMPLER}, CFG scale: {first.guidance_scale:g}, "
+        f"Seed: {seed}, Size: {first.width}x{first.height}, Model: {name}"
+        for seed in seeds
+    ]
+    info: dict[str, Any] = {
+        "prompt": body.prompt,
+        "all_prompts": [body.prompt] * n,
+        "negative_prompt": body.negative_prompt,
+        "all_negative_prompts": [body.negative_prompt] * n,
+        "seed": first.seed,
+        "all_seeds": seeds,
+        "subseed": first.seed,
+        "all_subseeds": seeds,
+        "subseed_strength": 0,
+        "width": first.width,
+        "height": first.height,
+        "sampler_name": A1111_SAMPLER,
+        "cfg_scale": first.guidance_scale,
+        "steps": first.steps,
+        "batch_size": body.batch_size,
+        "n_iter": body.n_iter,
+        "sd_model_name": name,
+        "sd_model_hash": None,
+        "extra_generation_params": {"Requested steps": body.steps, "Gamma": first.gamma},
+        "index_of_first_image": 0,
+        "infotexts": infotexts,
+        "styles": [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+        "clip_skip": 1,
+        "batch_sizes": generation.result.batch_sizes,
+        "version": "scott-serve",
+    }
+    images = [data for data, _ in generation.b64_pngs()] if body.send_images else []
+    return A1111Txt2ImgResponse(images=images, parameters=body.model_dump(), info=json.dumps(info))
+
+
+@router.get("/sd-models", response_model=list[A1111Model])
+async def sd_models(request: Request) -> list[A1111Model]:
+    """The one model served (by its served name: never a server path)."""
+    name = request.app.state.service.settings.served_model_name
+    return [A1111Model(title=name, model_name=name, filename=name)]
+
+
+@router.get("/samplers", response_model=list[A1111Sampler])
+async def samplers() -> list[A1111Sampler]:
+    return [A1111Sampler(name=A1111_SAMPLER, aliases=["scott", "lcm", "tcd"])]
+
+
+@router.get("/options")
+async def options(request: Request) -> dict[str, Any]:
+    """The options A1111 clients read: the checkpoint served, the image format."""
+    name = request.app.state.service.settings.served_model_name
+    return {
+        "sd_model_checkpoint": name,
+        "sd_checkpoint_hash": None,
+        "samples_format": "png",
+        "CLIP_stop_at_last_layers": 1,
+    }
