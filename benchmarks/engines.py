@@ -5,11 +5,13 @@
     .venv/bin/python benchmarks/engines.py --model DIR --device cuda --backends torch,tensorrt --batches 1,4,8
 
 Stages: text encoder, one UNet call, VAE decode. End to end: TextToImagePipeline.generate at 1/2/4
-steps. Peers on the same weights: diffusers' LatentConsistencyModelPipeline (fp32 on the CPU, fp16 on
-CUDA) and, with --optimum-python, optimum-intel's OpenVINO LCM pipeline (benchmarks/optimum_peer.py, in
+steps. Each backend runs with the full VAE decoder and, where the model has one (vae_tiny/), the tiny decoder
+(rows "... tiny"; --decoders). Peers on the same weights: diffusers' LatentConsistencyModelPipeline (fp32 on the
+CPU, fp16 on CUDA) and, with --optimum-python, optimum-intel's OpenVINO LCM pipeline (benchmarks/optimum_peer.py, in
 its own venv, same threads). Times are medians of --repeats runs after --warmup runs. Target lines: the
 CPU default (openvino) >= 3x diffusers and >= 1.2x optimum-intel at batch 1, 1 step; >= 1.1x optimum-intel
-at batch 8, 4 steps.
+at batch 8, 4 steps; with the tiny decoder, at batch 1, 1 step: its VAE decode >= 3x and end to end >= 1.4x
+faster than the full decoder's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engines import load_pipeline
 from engines.tensorrt_env import missing_requirements
 from engines.threads import physical_cores
+from scott.decoder import TINY_SUBFOLDER
 from scott.models import load_model
 from scott.pipeline import ImageRequest, TextToImagePipeline
 
@@ -39,6 +42,7 @@ MODEL = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"  # the shi
 GUIDANCE = 8.0
 # (peer, batch, steps, speedup the CPU default must reach over it)
 TARGETS = (("diffusers", 1, 1, 3.0), ("optimum-intel", 1, 1, 1.2), ("optimum-intel", 8, 4, 1.1))
+TINY_TARGETS = {"vae": 3.0, "e2e": 1.4}  # tiny over full decoder, CPU default backend, batch 1, 1 step
 
 
 def median_ms(fn: Callable[[], object], sync: Callable[[], None], warmup: int, repeats: int) -> float:
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, help="image side (default: the model's)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--decoders", default="full,tiny", help="full,tiny: tiny is skipped if the model has none")
     parser.add_argument("--no-diffusers", action="store_true")
     parser.add_argument("--threads", type=int, help="CPU inference threads (default: one per physical core)")
     parser.add_argument("--optimum-python", type=Path, help="a python with optimum-intel (make optimum-venv)")
@@ -121,16 +126,27 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     step_counts = [int(s) for s in args.steps.split(",")]
 
+    decoders = args.decoders.split(",")
+    if "tiny" in decoders and not (model_dir / TINY_SUBFOLDER).is_dir():
+        console.print(f"[yellow]tiny decoder skipped: {model_dir} has no {TINY_SUBFOLDER}/[/yellow]")
+        decoders.remove("tiny")
     pipelines: dict[str, TextToImagePipeline] = {}
     for name in args.backends.split(","):
         backend, _, precision = name.partition(":")
         if backend == "tensorrt" and missing_requirements(device):
             console.print(f"[yellow]tensorrt skipped: {'; '.join(missing_requirements(device))}[/yellow]")
             continue
-        pipeline = load_pipeline(
-            model_dir, backend=backend, device=args.device, precision=precision or "auto", threads=threads
-        )
-        pipelines[f"{backend} {pipeline.backend.precision}"] = pipeline
+        for decoder in decoders:
+            pipeline = load_pipeline(
+                model_dir,
+                backend=backend,
+                device=args.device,
+                precision=precision or "auto",
+                threads=threads,
+                decoder=decoder,
+            )
+            suffix = " tiny" if decoder == "tiny" else ""
+            pipelines[f"{backend} {pipeline.backend.precision}{suffix}"] = pipeline
     size = args.size or next(iter(pipelines.values())).info.default_size
 
     console.print(
@@ -138,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{threads} threads | median of {args.repeats} after {args.warmup} warm-up"
     )
     stages = Table(title="Per-stage latency (ms)")
-    for column in ("backend", "batch", "text encoder", "UNet step", "VAE decode"):
-        stages.add_column(column, justify="right" if column != "backend" else "left")
+    for column in ("backend", "decoder", "batch", "text encoder", "UNet step", "VAE decode"):
+        stages.add_column(column, justify="left" if column in ("backend", "decoder") else "right")
+    stage_ms: dict[tuple[str, int], dict[str, float]] = {}
     for name, pipe in pipelines.items():
         for batch in batches:
-            t = stage_times(pipe, batch, size, args.warmup, args.repeats)
-            stages.add_row(name, str(batch), f"{t['text']:.2f}", f"{t['unet']:.2f}", f"{t['vae']:.2f}")
+            t = stage_ms[(name, batch)] = stage_times(pipe, batch, size, args.warmup, args.repeats)
+            row = [name.removesuffix(" tiny"), pipe.info.decoder, str(batch)]
+            stages.add_row(*row, f"{t['text']:.2f}", f"{t['unet']:.2f}", f"{t['vae']:.2f}")
     console.print(stages)
 
     e2e: dict[str, dict[tuple[int, int], float]] = {}
@@ -200,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(name, *cells)
     console.print(table)
 
-    ours = next((name for name in e2e if name.startswith("openvino ") and not name.endswith(" f32")), None)
+    ours = next((name for name in e2e if name.startswith("openvino ") and name.split()[1] != "f32"), None)
+    ours = ours.removesuffix(" tiny") if ours else None
     for peer_name, batch, steps, target in TARGETS:
         peer_row = next((row for name, row in e2e.items() if name.startswith(peer_name)), None)
         if ours is None or peer_row is None or (batch, steps) not in peer_row:
@@ -208,6 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         speedup = peer_row[(batch, steps)] / e2e[ours][(batch, steps)]
         verdict = "[green]met[/green]" if speedup >= target else "[red]NOT met[/red]"
         console.print(f"target {ours} >= {target}x {peer_name}, batch {batch} {steps}-step: {speedup:.2f}x {verdict}")
+    key = (batches[0], step_counts[0])
+    if ours and f"{ours} tiny" in e2e and key == (1, 1):
+        measured = {
+            "vae": stage_ms[(ours, 1)]["vae"] / stage_ms[(f"{ours} tiny", 1)]["vae"],
+            "e2e": e2e[ours][key] / e2e[f"{ours} tiny"][key],
+        }
+        for what, target in TINY_TARGETS.items():
+            verdict = "[green]met[/green]" if measured[what] >= target else "[red]NOT met[/red]"
+            label = "VAE decode" if what == "vae" else "end to end"
+            console.print(
+                f"target {ours} tiny decoder {label} >= {target}x full, b1 1-step: {measured[what]:.2f}x {verdict}"
+            )
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from scott.decoder import resolve_decoder
 from scott.models import load_model
 from scott.pipeline import ModelInfo, TextToImagePipeline
 
@@ -35,6 +36,7 @@ def load_pipeline(
     vae_precision: str | None = None,
     log: Callable[[str], None] | None = None,
     compile: bool = False,
+    decoder: str | None = None,
 ) -> TextToImagePipeline:
     """Load a diffusers-format folder and wrap it in a pipeline on the named backend (default: default_backend).
 
@@ -44,6 +46,8 @@ def load_pipeline(
     vae_precision: f32 | f16 for TensorRT's VAE decoder engine (f32 guards against fp16 overflow); tensorrt only.
     log: told each long step (ONNX export, engine builds) as it starts.
     compile: torch.compile the networks (inductor, cached on disk); torch only.
+    decoder: full (default: the VAE's) | tiny (the folder's vae_tiny/) | the path of an AutoencoderTiny folder;
+    on every backend (its ONNX export and engines are keyed by the decoder's weights too).
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
     backend = backend or default_backend(device)
@@ -55,22 +59,23 @@ def load_pipeline(
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+    choice = resolve_decoder(model_dir, decoder)  # before any export or build: a wrong folder fails at once
     if backend == "openvino":  # compiled from the ONNX export: engines.openvino_backend
         from engines.openvino_backend import load_openvino_pipeline
 
-        return load_openvino_pipeline(model_dir, device, precision=precision, threads=threads, log=log)
+        return load_openvino_pipeline(model_dir, device, precision=precision, threads=threads, log=log, decoder=choice)
     export_precision = {"onnx": "f32", "tensorrt": "f16"}.get(backend)  # their graphs' / engines' own
     if export_precision is not None and precision not in ("auto", export_precision):
         raise ValueError(f"the {backend} backend runs its export's own precision; use --precision auto")
     if backend == "onnx":  # export rule: engines.onnx_export.resolve_onnx_dir
         from engines.onnxruntime_backend import load_onnx_pipeline
 
-        return load_onnx_pipeline(model_dir, device, threads=threads, log=log)
+        return load_onnx_pipeline(model_dir, device, threads=threads, log=log, decoder=choice)
     if backend == "tensorrt":  # engine rule: engines.tensorrt_runtime.load_tensorrt_pipeline
         from engines.tensorrt_runtime import load_tensorrt_pipeline
 
         return load_tensorrt_pipeline(
-            model_dir, device, max_batch_size=max_batch_size, vae_precision=vae_precision, log=log
+            model_dir, device, max_batch_size=max_batch_size, vae_precision=vae_precision, log=log, decoder=choice
         )
     from engines.torch_backend import TorchBackend, default_dtype, pick_device
 
@@ -78,6 +83,6 @@ def load_pipeline(
     if threads and target.type == "cpu":
         torch.set_num_threads(threads)  # torch's pool is per process (its default is already one per core)
     dtype = default_dtype(target) if precision == "auto" else _TORCH_PRECISIONS[precision]
-    bundle = load_model(model_dir, dtype=dtype)
+    bundle = load_model(model_dir, dtype=dtype, decoder=choice)
     runtime = TorchBackend(bundle, target, dtype, compile=compile)
     return TextToImagePipeline(runtime, bundle.tokenizer, bundle.schedule, ModelInfo.from_bundle(bundle))

@@ -36,10 +36,11 @@ from engines.shapes import (
     VAE_DECODER,
     ModelDims,
     NetworkSpec,
+    decoder_peak_channels,
     network_specs,
-    vae_peak_channels,
 )
 from scott.atomic import write_json_atomic
+from scott.decoder import FULL_DECODER, DecoderChoice
 from scott.models import SUBFOLDERS, ModelBundle, load_model
 from scott.pipeline import ModelInfo
 from scott.schedule import guidance_scale_embedding
@@ -125,7 +126,7 @@ def graph_modules(bundle: ModelBundle) -> dict[str, torch.nn.Module]:
     modules: dict[str, torch.nn.Module] = {
         TEXT_ENCODER: TextEncoderGraph(bundle.text_encoder).eval(),
         UNET: UNetGraph(bundle.unet).eval(),
-        VAE_DECODER: VaeDecoderGraph(bundle.vae).eval(),
+        VAE_DECODER: VaeDecoderGraph(bundle.decoder).eval(),  # the full VAE's or a tiny one
     }
     if bundle.unet.dtype == torch.float16:
         modules = {name: Float32IO(module).eval() for name, module in modules.items()}
@@ -178,8 +179,9 @@ def _package_versions() -> dict[str, str]:
     return found
 
 
-def model_fingerprint(model_dir: str | Path) -> str:
-    """sha256 over the model folder's files (the parts an export depends on), paths included."""
+def model_fingerprint(model_dir: str | Path, decoder: DecoderChoice = FULL_DECODER) -> str:
+    """sha256 over the model folder's files (the parts an export depends on), paths included, and over the tiny
+    decoder's when one is served: what names and checks exports and engines, so each decoder gets its own."""
     root = Path(model_dir)
     digest = hashlib.sha256()
     for sub in SUBFOLDERS:
@@ -187,6 +189,8 @@ def model_fingerprint(model_dir: str | Path) -> str:
             digest.update(str(path.relative_to(root)).encode() + b"\0")
             with path.open("rb") as handle:
                 digest.update(hashlib.file_digest(handle, "sha256").digest())
+    if decoder.is_tiny:
+        digest.update(b"tiny-decoder\0" + str(decoder.fingerprint()).encode())
     return digest.hexdigest()
 
 
@@ -243,9 +247,11 @@ def export_onnx(
     tolerance: float | None = None,
     log: Callable[[str], None] | None = None,
     precision: str = "fp32",
+    decoder: DecoderChoice = FULL_DECODER,
 ) -> dict[str, Any]:
     """Export the model at model_dir into out_dir (text_encoder.onnx, unet.onnx, vae_decoder.onnx, manifest.json).
 
+    decoder: the full VAE's (default) or a tiny one (scott.decoder), exported as vae_decoder.onnx either way.
     precision: fp32, or fp16 (weights and math in fp16, inputs and outputs still fp32: Float32IO), what
     TensorRT 11 builds fp16 engines from. external_data: None decides per graph by size; True forces it (to test
     the path SD-scale UNets take). Raises ExportError if a graph's max abs error against PyTorch in the same
@@ -260,7 +266,7 @@ def export_onnx(
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
     tolerance = tolerance if tolerance is not None else FP16_TOLERANCE if precision == "fp16" else DEFAULT_TOLERANCE
-    bundle = load_model(model_dir, dtype=EXPORT_DTYPES[precision])
+    bundle = load_model(model_dir, dtype=EXPORT_DTYPES[precision], decoder=decoder)
     if precision == "fp16":
         # transformers' SDPA path traces an fp32 mask into the fp16 CLIP graph (ONNX's checker refuses the
         # LayerNormalization it feeds); its eager attention traces in one dtype.
@@ -269,7 +275,7 @@ def export_onnx(
     dims = model_dims(bundle, info)
     specs = network_specs(dims)
     modules = graph_modules(bundle)
-    vae_graph = VaeDecoderGraph(bundle.vae)  # its latent scaling, for the manifest
+    vae_graph = VaeDecoderGraph(bundle.decoder)  # its latent scaling, for the manifest
     # Two shapes: batch 2 at the default size, batch 1 non-square at the smallest: both dynamic axes run.
     checks = [(2, info.default_size, info.default_size), (1, info.min_size, info.default_size)]
     options = ort.SessionOptions()
@@ -317,13 +323,17 @@ def export_onnx(
 
     manifest = {
         "format": MANIFEST_FORMAT,
-        "source": {"model_dir": str(model_dir.resolve()), "fingerprint": model_fingerprint(model_dir)},
+        "source": {
+            "model_dir": str(model_dir.resolve()),
+            "fingerprint": model_fingerprint(model_dir, decoder),
+            "decoder": {"kind": decoder.kind, "fingerprint": decoder.fingerprint()},
+        },
         "model_info": dataclasses.asdict(info),
         "dims": dims.to_json(),
         "vae": {
             "scaling_factor": vae_graph.scaling,
             "shift_factor": vae_graph.shift,
-            "peak_channels": vae_peak_channels(bundle.vae.config.block_out_channels),  # engines.shapes
+            "peak_channels": decoder_peak_channels(bundle.decoder.config),  # engines.shapes
         },
         "precision": precision,
         "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
@@ -386,6 +396,11 @@ class OnnxExport:
     def fingerprint(self) -> str:
         return str(self.manifest["source"]["fingerprint"])
 
+    @property
+    def decoder_kind(self) -> str:
+        """full | tiny: which decoder vae_decoder.onnx is."""
+        return str(self.manifest["source"].get("decoder", {}).get("kind", "full"))
+
     def info(self, name: str | None = None) -> ModelInfo:
         fields = dict(self.manifest["model_info"])
         if name is not None:
@@ -410,8 +425,9 @@ def resolve_onnx_dir(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     precision: str = "fp32",
+    decoder: DecoderChoice = FULL_DECODER,
 ) -> Path:
-    """The folder holding the ONNX export of the model at model_dir, exporting it on first use.
+    """The folder holding the ONNX export of the model at model_dir (with `decoder`), exporting it on first use.
 
     precision: the export's (fp32; fp16 for TensorRT 11's strongly typed fp16 engines). The rule, in order:
     1. `onnx_dir` given: used if it holds an export (manifest.json), else the model is exported into it.
@@ -419,19 +435,22 @@ def resolve_onnx_dir(
        so an export can ship beside its weights).
     3. Otherwise the user cache, `<cache_dir>/onnx/<fingerprint[:16]>/` (`...-fp16/` for fp16; cache_dir
        defaults to $SCOTT_CACHE_DIR or ~/.cache/scott): exported on first use under a file lock, reused after.
-    An export found in 1 or 2 must come from these weights (the manifest's fingerprint), else this
-    raises instead of serving graphs of another model.
+    An export found in 1 or 2 must come from these weights (the manifest's fingerprint, which covers a tiny
+    decoder too), else this raises instead of serving graphs of another model; a <model_dir>/onnx made with
+    another decoder is passed over for the cache, like one of another precision.
     """
     model_dir = Path(model_dir)
-    fingerprint = model_fingerprint(model_dir)
+    fingerprint = model_fingerprint(model_dir, decoder)
     candidates = [Path(onnx_dir)] if onnx_dir is not None else [model_dir / "onnx"]
     for candidate in candidates:
         if OnnxExport.exists(candidate):
             found = OnnxExport.read(candidate)
-            if found.precision != precision:
+            wanted = {"precision": precision, "decoder": decoder.kind}
+            made = {"precision": found.precision, "decoder": found.decoder_kind}
+            if made != wanted:
                 if onnx_dir is not None:
-                    raise ValueError(f"the ONNX export in {candidate} is {found.precision}, {precision} is needed")
-                continue  # <model_dir>/onnx holds the other precision: the cache has this one
+                    raise ValueError(f"the ONNX export in {candidate} is {made}, {wanted} is needed")
+                continue  # <model_dir>/onnx holds another precision or decoder: the cache has this one
             if found.fingerprint != fingerprint:
                 raise ValueError(
                     f"the ONNX export in {candidate} was made from other weights than {model_dir} "
@@ -439,7 +458,7 @@ def resolve_onnx_dir(
                 )
             return candidate
     if onnx_dir is not None:
-        export_onnx(model_dir, onnx_dir, log=log, precision=precision)
+        export_onnx(model_dir, onnx_dir, log=log, precision=precision, decoder=decoder)
         return Path(onnx_dir)
 
     name = fingerprint[:16] if precision == "fp32" else f"{fingerprint[:16]}-{precision}"
@@ -452,7 +471,7 @@ def resolve_onnx_dir(
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            export_onnx(model_dir, scratch, log=log, precision=precision)
+            export_onnx(model_dir, scratch, log=log, precision=precision, decoder=decoder)
             shutil.rmtree(target, ignore_errors=True)  # a partial folder from a crashed export
             os.replace(scratch, target)
         finally:

@@ -20,6 +20,7 @@ from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend
 from engines.onnx_export import OnnxExport, resolve_onnx_dir
 from engines.shapes import NETWORKS
 from engines.threads import physical_cores
+from scott.decoder import FULL_DECODER, DecoderChoice
 from scott.pipeline import TextToImagePipeline
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer
@@ -126,13 +127,14 @@ def load_onnx_pipeline(
     cache_dir: str | Path | None = None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    decoder: DecoderChoice = FULL_DECODER,
 ) -> TextToImagePipeline:
     """A pipeline over the model's ONNX export; where the export comes from: engines.onnx_export.resolve_onnx_dir.
 
     Tokenizer and scheduler config come from model_dir; the networks' weights are never loaded into torch.
     """
     model_dir = Path(model_dir)
-    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log)
+    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log, decoder=decoder)
     backend = OnnxRuntimeBackend(root, torch.device(device or "cpu"), threads=threads)
     schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
     tokenizer = load_tokenizer(model_dir / "tokenizer")

@@ -19,6 +19,7 @@ from engines.graph_backend import ExportedGraphBackend
 from engines.onnx_export import OnnxExport, default_cache_dir, resolve_onnx_dir
 from engines.shapes import NETWORKS
 from engines.threads import physical_cores
+from scott.decoder import FULL_DECODER, DecoderChoice
 from scott.pipeline import TextToImagePipeline
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer
@@ -106,10 +107,11 @@ def load_openvino_pipeline(
     cache_dir: str | Path | None = None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    decoder: DecoderChoice = FULL_DECODER,
 ) -> TextToImagePipeline:
     """A pipeline over the model's ONNX export (engines.onnx_export.resolve_onnx_dir), compiled by OpenVINO."""
     model_dir = Path(model_dir)
-    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log)
+    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log, decoder=decoder)
     backend = OpenVinoBackend(root, device or "cpu", precision=precision, threads=threads, cache_dir=cache_dir)
     schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
     tokenizer = load_tokenizer(model_dir / "tokenizer")

@@ -184,6 +184,16 @@ def vae_peak_channels(block_out_channels: Sequence[int]) -> int:
     return max(c // 4 ** max(0, n - 2 - i) for i, c in enumerate(channels))
 
 
+def decoder_peak_channels(config: Mapping[str, Any]) -> int:
+    """vae_peak_channels for an AutoencoderKL config; for an AutoencoderTiny's, its decoder's last stage width (it
+    runs at the output size; each earlier stage ends upsampled to 1/2^(n-2-i) of it)."""
+    if "decoder_block_out_channels" not in config:
+        return vae_peak_channels(config["block_out_channels"])
+    channels = list(config["decoder_block_out_channels"])
+    n = len(channels)
+    return max([channels[-1]] + [c // 4 ** max(0, n - 2 - i) for i, c in enumerate(channels[:-1])])
+
+
 def vae_max_batch(peak_channels: int, width: int, height: int, max_batch_size: int) -> int:
     """The largest VAE batch whose activations stay within TensorRT's tensor volume at this size."""
     per_image = peak_channels * width * height

@@ -19,6 +19,7 @@ from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive,
 from engines.onnx_export import OnnxExport, model_fingerprint, resolve_onnx_dir
 from engines.shapes import NETWORKS, VAE_DECODER, ModelDims, Profile, build_profiles
 from scott.atomic import write_bytes_atomic, write_json_atomic
+from scott.decoder import FULL_DECODER, DecoderChoice
 from scott.pipeline import ModelInfo
 
 INDEX_FORMAT = 2
@@ -256,8 +257,10 @@ def build_engines(
     device: str | None = None,
     log: Callable[[str], None] | None = None,
     vae_precision: str | None = None,
+    decoder: DecoderChoice = FULL_DECODER,
 ) -> EngineSet:
-    """`scott build-engines`: FP16 engines (the VAE's in vae_precision if given) for the model at model_dir.
+    """`scott build-engines`: FP16 engines (the VAE's in vae_precision if given) for the model at model_dir, with
+    the full VAE's decoder or a tiny one (scott.decoder).
 
     The ONNX export is found or made by engines.onnx_export.resolve_onnx_dir (onnx_dir, else
     <model_dir>/onnx, else the user cache). Needs TensorRT and a CUDA GPU; raises naming what is missing.
@@ -265,29 +268,31 @@ def build_engines(
     from engines.tensorrt_env import build_target, require_tensorrt
 
     trt, target_device = require_tensorrt(device)  # before the (slow) export: fail fast
-    export = OnnxExport.read(resolve_onnx_dir(model_dir, onnx_dir, log=log))
+    export = OnnxExport.read(resolve_onnx_dir(model_dir, onnx_dir, log=log, decoder=decoder))
     graphs = None
     if strongly_typed(trt):  # the fp16 graphs come from their own export, into the cache (onnx_dir holds fp32)
         graphs = {"fp32": export}
         if "fp16" in (precision, vae_precision or precision):
-            graphs["fp16"] = OnnxExport.read(resolve_onnx_dir(model_dir, log=log, precision="fp16"))
+            graphs["fp16"] = OnnxExport.read(resolve_onnx_dir(model_dir, log=log, precision="fp16", decoder=decoder))
     target = build_target(trt, target_device)
     return build_engine_set(
         export, out_dir, target, max_batch_size, sizes, precision, log=log, vae_precision=vae_precision, graphs=graphs
     )
 
 
-def check_engine_set(engine_set: EngineSet, model_dir: str | Path, target: BuildTarget) -> dict[str, Path]:
+def check_engine_set(
+    engine_set: EngineSet, model_dir: str | Path, target: BuildTarget, decoder: DecoderChoice = FULL_DECODER
+) -> dict[str, Path]:
     """The validated plan of each network for this host, or EngineCacheError saying what differs.
 
     The index's keys are re-targeted to this host: a plan built on another GPU or TensorRT version
     fails its sidecar check instead of failing inside TensorRT.
     """
-    fingerprint = model_fingerprint(model_dir)
+    fingerprint = model_fingerprint(model_dir, decoder)
     if fingerprint != engine_set.model_fingerprint:
         raise ValueError(
-            f"the engines in {engine_set.root} were built from other weights than {model_dir}: "
-            "re-run scott build-engines"
+            f"the engines in {engine_set.root} were built from other weights than {model_dir} "
+            f"with the {decoder.kind} decoder: re-run scott build-engines"
         )
     cache = EngineCache(engine_set.root)
     plans = {}

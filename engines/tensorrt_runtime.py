@@ -23,6 +23,7 @@ import torch
 
 from engines.graph_backend import unet_inputs
 from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec, Profile, network_specs
+from scott.decoder import FULL_DECODER, DecoderChoice
 from scott.pipeline import TextToImagePipeline
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer
@@ -168,6 +169,7 @@ class TensorRTBackend:
         model_dir: str | Path,
         device: str | torch.device | None = None,
         use_cuda_graphs: bool = True,
+        decoder: DecoderChoice = FULL_DECODER,
     ) -> None:
         from engines.tensorrt_build import EngineSet, check_engine_set
         from engines.tensorrt_env import build_target, require_tensorrt
@@ -175,7 +177,7 @@ class TensorRTBackend:
         trt, self.device = require_tensorrt(device)
         target = build_target(trt, self.device)
         self.engine_set = EngineSet.read(engine_dir, target)
-        plans = check_engine_set(self.engine_set, model_dir, target)
+        plans = check_engine_set(self.engine_set, model_dir, target, decoder)
         self.dims = self.engine_set.dims
         specs = network_specs(self.dims)
         self.profiles = {network: profile for network, (_, _, profile) in self.engine_set.engines.items()}
@@ -234,6 +236,7 @@ def load_tensorrt_pipeline(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     vae_precision: str | None = None,
+    decoder: DecoderChoice = FULL_DECODER,
 ) -> TextToImagePipeline:
     """A pipeline on TensorRT engines; fails first, naming what is missing, on hosts without TensorRT or CUDA.
 
@@ -257,13 +260,21 @@ def load_tensorrt_pipeline(
     if engine_dir is None and index_path(model_dir / "engines", build_target(trt, target_device)).is_file():
         engine_dir = model_dir / "engines"
     if engine_dir is None:
-        engine_dir = Path(cache_dir or default_cache_dir()) / "engines" / model_fingerprint(model_dir)[:16]
+        engine_dir = Path(cache_dir or default_cache_dir()) / "engines" / model_fingerprint(model_dir, decoder)[:16]
         max_batch = max_batch_size or DEFAULT_MAX_BATCH_SIZE
         vae = SETTING_PRECISIONS[vae_precision] if vae_precision else None
         build_engines(
-            model_dir, engine_dir, max_batch, sizes, onnx_dir=onnx_dir, device=device, log=log, vae_precision=vae
+            model_dir,
+            engine_dir,
+            max_batch,
+            sizes,
+            onnx_dir=onnx_dir,
+            device=device,
+            log=log,
+            vae_precision=vae,
+            decoder=decoder,
         )
-    backend = TensorRTBackend(engine_dir, model_dir, device)
+    backend = TensorRTBackend(engine_dir, model_dir, device, decoder=decoder)
     schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
     tokenizer = load_tokenizer(model_dir / "tokenizer")
     info = dataclasses.replace(backend.engine_set.model_info, name=model_dir.name)

@@ -56,7 +56,7 @@ class ModuleBackend:
         self.dtype = bundle.unet.dtype
         self.text_encoder = bundle.text_encoder.to(device=self.device).eval()
         self.unet = bundle.unet.to(device=self.device).eval()
-        self.vae = bundle.vae.to(device=self.device).eval()
+        self.vae = bundle.decoder.to(device=self.device).eval()  # the full VAE or a tiny decoder: same decode()
         self.vae_scaling = float(self.vae.config.scaling_factor)
         shift = getattr(self.vae.config, "shift_factor", None)
         self.vae_shift = float(shift) if shift is not None else 0.0

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from scott.decoder import FULL_DECODER, TINY_SUBFOLDER, DecoderChoice, build_tiny_decoder, load_tiny_decoder
 from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 
@@ -33,6 +34,12 @@ class ModelBundle:
     unet: UNet2DConditionModel
     vae: AutoencoderKL
     scheduler_config: dict[str, Any]
+    tiny_decoder: AutoencoderTiny | None = None  # served in place of the VAE's decoder when set (scott.decoder)
+
+    @property
+    def decoder(self) -> AutoencoderKL | AutoencoderTiny:
+        """What turns latents into pixels: the tiny decoder when one was loaded, else the VAE."""
+        return self.tiny_decoder if self.tiny_decoder is not None else self.vae
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -53,13 +60,18 @@ class ModelBundle:
         return self.unet.config.time_cond_proj_dim is not None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModelBundle:
-        for module in (self.text_encoder, self.unet, self.vae):
+        for module in (self.text_encoder, self.unet, self.vae, self.tiny_decoder):
+            if module is None:
+                continue
             module.to(device=device, dtype=dtype)
         return self
 
 
-def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> ModelBundle:
-    """Load a diffusers-format folder from local disk (never from a hub)."""
+def load_model(
+    path: str | Path, dtype: torch.dtype = torch.float32, decoder: DecoderChoice = FULL_DECODER
+) -> ModelBundle:
+    """Load a diffusers-format folder from local disk (never from a hub), with the tiny decoder if one is chosen
+    (scott.decoder.resolve_decoder; one that does not fit the model's latents raises DecoderMismatch)."""
     root = Path(path)
     missing = [f"{name}/" for name in SUBFOLDERS if not (root / name).is_dir()]
     if missing:
@@ -76,6 +88,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> ModelBun
     )
     for module in (bundle.text_encoder, bundle.unet, bundle.vae):
         module.eval().requires_grad_(False)
+    if decoder.is_tiny:
+        bundle.tiny_decoder = load_tiny_decoder(decoder, bundle.vae, dtype)
     return bundle
 
 
@@ -175,14 +189,33 @@ _TINY_SCHEDULER: dict[str, Any] = {
     "rescale_betas_zero_snr": True,
 }
 
+# Tiny decoders (AutoencoderTiny) for the presets' 8x VAEs: TAESD's architecture for sd15, a 32-wide one for tiny.
+_SD15_VAE_TINY: dict[str, Any] = {"decoder_block_out_channels": [64] * 4, "num_decoder_blocks": [3, 3, 3, 1]}
+_TINY_VAE_TINY: dict[str, Any] = {"decoder_block_out_channels": [32] * 4, "num_decoder_blocks": [1, 1, 1, 1]}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {"unet": _TINY_UNET, "vae": _TINY_VAE, "text": _TINY_TEXT, "scheduler": _TINY_SCHEDULER},
-    "sd15": {"unet": _SD15_UNET, "vae": _SD15_VAE, "text": _SD15_TEXT, "scheduler": _SD15_SCHEDULER},
+    "tiny": {
+        "unet": _TINY_UNET,
+        "vae": _TINY_VAE,
+        "vae_tiny": _TINY_VAE_TINY,
+        "text": _TINY_TEXT,
+        "scheduler": _TINY_SCHEDULER,
+    },
+    "sd15": {
+        "unet": _SD15_UNET,
+        "vae": _SD15_VAE,
+        "vae_tiny": _SD15_VAE_TINY,
+        "text": _SD15_TEXT,
+        "scheduler": _SD15_SCHEDULER,
+    },
 }
 
 
-def build_model(preset: str, seed: int = 0, device: torch.device | str = "cpu") -> ModelBundle:
-    """A model of a preset's architecture with random weights, deterministic from the seed."""
+def build_model(
+    preset: str, seed: int = 0, device: torch.device | str = "cpu", tiny_decoder: bool = False
+) -> ModelBundle:
+    """A model of a preset's architecture with random weights, deterministic from the seed (and, with tiny_decoder,
+    a random AutoencoderTiny decoder of the preset's, which save_model writes as vae_tiny/)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     spec = PRESETS[preset]
@@ -200,6 +233,7 @@ def build_model(preset: str, seed: int = 0, device: torch.device | str = "cpu") 
         unet=unet.eval(),
         vae=vae.eval(),
         scheduler_config=dict(spec["scheduler"]),
+        tiny_decoder=build_tiny_decoder(vae, spec["vae_tiny"], seed + 1).to(device) if tiny_decoder else None,
     )
 
 
@@ -208,7 +242,10 @@ def save_model(bundle: ModelBundle, out: str | Path, dtype: torch.dtype = torch.
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     write_clip_tokenizer(root / "tokenizer")
-    for name, module in (("text_encoder", bundle.text_encoder), ("unet", bundle.unet), ("vae", bundle.vae)):
+    modules = {"text_encoder": bundle.text_encoder, "unet": bundle.unet, "vae": bundle.vae}
+    if bundle.tiny_decoder is not None:
+        modules[TINY_SUBFOLDER] = bundle.tiny_decoder
+    for name, module in modules.items():
         copy.deepcopy(module).to(dtype).save_pretrained(str(root / name), safe_serialization=True)
     (root / "scheduler").mkdir(exist_ok=True)
     (root / "scheduler" / "scheduler_config.json").write_text(json.dumps(bundle.scheduler_config, indent=2))

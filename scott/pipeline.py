@@ -44,6 +44,7 @@ class ModelInfo:
     default_steps: int = 4
     default_guidance_scale: float = 1.0
     default_gamma: float = 0.3
+    decoder: str = "full"  # full (the VAE's decoder) | tiny (an AutoencoderTiny: scott.decoder)
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, name: str | None = None) -> ModelInfo:
@@ -63,6 +64,7 @@ class ModelInfo:
             max_prompt_tokens=int(bundle.tokenizer.model_max_length),
             # A guidance-embedded student was distilled for w > 1; plain CFG doubles the cost, so off.
             default_guidance_scale=8.0 if dim is not None else 1.0,
+            decoder="tiny" if bundle.tiny_decoder is not None else "full",
         )
 
     def check_size(self, width: int, height: int) -> str | None:
@@ -164,6 +166,20 @@ class TextToImagePipeline:
 
     def generate(self, requests: Sequence[ImageRequest]) -> GenerationOutput:
         """Make one image per request; all requests must share a batch_key."""
+        timings = StageTimings()
+        clean, truncated = self._sample(requests, timings)
+        start = time.perf_counter()
+        images = self.backend.decode(clean)
+        pixels = to_uint8(images)
+        timings.vae = time.perf_counter() - start
+        return GenerationOutput(images=pixels, timings=timings, prompt_truncated=truncated)
+
+    def sample_latents(self, requests: Sequence[ImageRequest]) -> torch.Tensor:
+        """The clean latents generate() would decode, (B, C, h, w) float32 (e.g. to train a decoder on them)."""
+        return self._sample(requests, StageTimings())[0]
+
+    def _sample(self, requests: Sequence[ImageRequest], timings: StageTimings) -> tuple[torch.Tensor, list[bool]]:
+        """Text encoding and the sampler's UNet calls, timed into `timings`: (clean latents, prompts truncated)."""
         if not requests:
             raise ValueError("generate needs at least one request")
         keys = {r.batch_key for r in requests}
@@ -176,7 +192,7 @@ class TextToImagePipeline:
         if problem:
             raise ValueError(problem)
 
-        backend, device, timings = self.backend, self.backend.device, StageTimings()
+        backend, device = self.backend, self.backend.device
         batch = len(requests)
 
         start = time.perf_counter()
@@ -196,12 +212,7 @@ class TextToImagePipeline:
         clean = self.sampler.sample(model, self.schedule, timesteps, noise, gamma)
         backend.synchronize()
         timings.unet = time.perf_counter() - start
-
-        start = time.perf_counter()
-        images = backend.decode(clean)
-        pixels = to_uint8(images)
-        timings.vae = time.perf_counter() - start
-        return GenerationOutput(images=pixels, timings=timings, prompt_truncated=truncated)
+        return clean, truncated
 
     def _guided_model(self, text: torch.Tensor, guidance: torch.Tensor) -> ModelFn:
         """The sampler's model function: one UNet call with a guidance embedding, or true CFG."""

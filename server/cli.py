@@ -63,7 +63,7 @@ def serve(**flags: Any) -> None:
 
 
 @app.command()
-@settings_flags("model_dir", "backend", "device", "precision", "threads")
+@settings_flags("model_dir", "backend", "device", "precision", "threads", "decoder")
 def generate(
     prompt: Annotated[str, typer.Argument(help="what to draw")],
     steps: Annotated[int | None, typer.Option(min=1, max=4, help="sampler steps; default: the model's")] = None,
@@ -83,7 +83,12 @@ def generate(
     settings = settings_from(flags)
     width, height = _sizes([size], "--size")[0] if size is not None else (None, None)
     pipeline = load_pipeline(
-        settings.model_dir, settings.backend, settings.device, precision=settings.precision, threads=settings.threads
+        settings.model_dir,
+        settings.backend,
+        settings.device,
+        precision=settings.precision,
+        threads=settings.threads,
+        decoder=settings.decoder,
     )
     try:
         params = resolve(
@@ -107,7 +112,8 @@ def generate(
     t, first, backend = output.timings, params.first, pipeline.backend
     typer.echo(
         f"wrote {out} ({first.width}x{first.height}, {first.steps} steps, seed {first.seed}) in {elapsed:.3f}s "
-        f"on {backend.name} {backend.precision} [text {t.text:.3f}s, unet {t.unet:.3f}s, vae {t.vae:.3f}s]"
+        f"on {backend.name} {backend.precision}, {pipeline.info.decoder} decoder "
+        f"[text {t.text:.3f}s, unet {t.unet:.3f}s, vae {t.vae:.3f}s]"
     )
     if output.prompt_truncated and output.prompt_truncated[0]:
         typer.echo(f"note: the prompt was truncated to {pipeline.info.max_prompt_tokens} tokens", err=True)
@@ -161,7 +167,7 @@ def make_model(
 
 
 @app.command()
-@settings_flags("model_dir")
+@settings_flags("model_dir", "decoder")
 def export(
     out: Annotated[Path, typer.Option(help="folder for text_encoder/unet/vae_decoder .onnx and manifest.json")],
     force_external_data: Annotated[bool, typer.Option(help="weights beside the graph even when small")] = False,
@@ -172,12 +178,16 @@ def export(
 ) -> None:
     """Export the text encoder, UNet and VAE decoder to ONNX (dynamic batch), checked against PyTorch."""
     from engines.onnx_export import ExportError, export_onnx
+    from scott.decoder import resolve_decoder
 
-    model_dir = settings_from(flags).model_dir
+    settings = settings_from(flags)
     try:
         external = True if force_external_data else None
-        manifest = export_onnx(model_dir, out, external_data=external, log=_steps(), precision=precision)
-    except (ExportError, ValueError) as exc:
+        decoder = resolve_decoder(settings.model_dir, settings.decoder)
+        manifest = export_onnx(
+            settings.model_dir, out, external_data=external, log=_steps(), precision=precision, decoder=decoder
+        )
+    except (ExportError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"export failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     for name, network in manifest["networks"].items():
@@ -185,7 +195,7 @@ def export(
 
 
 @app.command("build-engines")
-@settings_flags("model_dir", "max_batch_size", "device", "vae_precision")
+@settings_flags("model_dir", "max_batch_size", "device", "vae_precision", "decoder")
 def build_engines(
     out: Annotated[Path, typer.Option(help="engine folder (per-target engines-*.json index, .plan files, sidecars)")],
     sizes: Annotated[
@@ -199,6 +209,7 @@ def build_engines(
     """
     from engines.tensorrt_build import SETTING_PRECISIONS, index_summary
     from engines.tensorrt_build import build_engines as build
+    from scott.decoder import resolve_decoder
 
     settings = settings_from(flags)
     parsed = _sizes(sizes, "--sizes") if sizes else None
@@ -211,6 +222,7 @@ def build_engines(
             device=settings.device,
             log=_steps(),
             vae_precision=SETTING_PRECISIONS.get(settings.vae_precision or ""),
+            decoder=resolve_decoder(settings.model_dir, settings.decoder),
         )
     except RuntimeError as exc:  # no TensorRT / no CUDA: say what is missing, build nothing
         typer.echo(str(exc), err=True)

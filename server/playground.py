@@ -26,6 +26,7 @@ class ModelSummary(BaseModel):
     model: str
     backend: str  # the runtime serving it (torch | onnx | openvino | tensorrt)
     precision: str  # what its networks compute in (f32 | bf16 | f16)
+    decoder: str  # full (the model's VAE decoder) | tiny (an AutoencoderTiny in its place)
     sizes: list[int]  # allowed widths and heights (each side independently)
     default_size: int
     default_steps: int
@@ -57,6 +58,7 @@ async def info(request: Request) -> ModelSummary:
         model=service.settings.served_model_name,
         backend=service.pipeline.backend.name,
         precision=service.pipeline.backend.precision,
+        decoder=model.decoder,
         sizes=[side for side in range(model.min_size, model.max_size + 1) if side % model.size_multiple == 0],
         default_size=model.default_size,
         default_steps=model.default_steps,

@@ -91,6 +91,7 @@ class GenerationService:
                     vae_precision=s.vae_precision,
                     log=self._progress,
                     compile=s.compile,
+                    decoder=s.decoder,
                 )
             if self.settings.warmup:
                 # A backend that compiles or captures per shape does it for every batch size now, not on a live request.
@@ -113,16 +114,22 @@ class GenerationService:
             self.worker.start()
             backend = self.pipeline.backend
             self.metrics.backend.info(
-                {"backend": backend.name, "device": str(backend.device), "precision": backend.precision}
+                {
+                    "backend": backend.name,
+                    "device": str(backend.device),
+                    "precision": backend.precision,
+                    "decoder": self.pipeline.info.decoder,
+                }
             )
             self.state = "ready"
             self.metrics.ready.set(1)
         log.info(
-            "model %s ready: backend %s on %s, precision %s (%.1f s after start)",
+            "model %s ready: backend %s on %s, precision %s, %s decoder (%.1f s after start)",
             self.settings.served_model_name,
             backend.name,
             backend.device,
             backend.precision,
+            self.pipeline.info.decoder,
             time.monotonic() - self._started,
         )
 

@@ -33,6 +33,11 @@ class ServerSettings(BaseSettings):
     vae_precision: str | None = Field(
         None, pattern="^(f32|f16)$", description="tensorrt: the VAE decoder's precision (f32 guards against overflow)"
     )
+    decoder: str = Field(
+        "full",
+        min_length=1,
+        description="full (the model's VAE) | tiny (the model folder's vae_tiny/) | DIR (an AutoencoderTiny folder)",
+    )
     compile: bool = Field(False, description="torch: torch.compile the networks (first start slow, then cached)")
     device: str | None = Field(None, description="e.g. cpu, cuda, cuda:1; default: CUDA when present")
     threads: int | None = Field(None, ge=1, le=1024, description="CPU inference threads; default: one per core")

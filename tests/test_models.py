@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from scott.decoder import resolve_decoder
 from scott.models import PRESETS, build_model, load_model, save_model
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 
@@ -29,14 +30,14 @@ def test_sd15_preset_has_the_real_parameter_counts() -> None:
 
 
 def test_folder_round_trip_in_fp16(tmp_path: Path) -> None:
-    bundle = build_model("tiny", seed=3)
+    bundle = build_model("tiny", seed=3, tiny_decoder=True)
     save_model(bundle, tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").iterdir()} >= {"model_index.json", *PRESETS["tiny"].keys() - {"text"}}
-    loaded = load_model(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", decoder=resolve_decoder(tmp_path / "m", "tiny"))
     assert json.loads((tmp_path / "m" / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == (
         "v_prediction"
     )
-    for name in ("text_encoder", "unet", "vae"):
+    for name in ("text_encoder", "unet", "vae", "tiny_decoder"):
         ours, theirs = getattr(bundle, name).state_dict(), getattr(loaded, name).state_dict()
         assert ours.keys() == theirs.keys()
         for key, value in ours.items():

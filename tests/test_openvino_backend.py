@@ -14,6 +14,7 @@ pytest.importorskip("openvino", reason="the openvino backend needs `pip install 
 from engines import load_pipeline
 from engines.check import PROMPTS  # the fixed prompt set of `scott check`
 from engines.openvino_backend import load_openvino_pipeline, resolve_precision
+from scott.decoder import resolve_decoder
 from scott.pipeline import ImageRequest, TextToImagePipeline
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"
@@ -72,6 +73,20 @@ def test_a_seed_gives_the_same_image_alone_or_in_a_batch_of_8(precision, cache_d
         assert diff.max() == 0
     else:  # bf16 kernels block batches of 4+ differently: measured max 1 of 255 (mean 0.07), rounding only
         assert diff.max() <= 1 and diff.mean() < 0.2, (diff.max(), diff.mean())
+
+
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_the_tiny_decoder_serves_on_openvino_as_on_torch(precision, cache_dir) -> None:
+    expected = load_pipeline(SHIPPED, "torch", "cpu", precision="f32", decoder="tiny").generate(requests(1)).images
+    pipeline = load_openvino_pipeline(
+        SHIPPED, precision=precision, cache_dir=cache_dir, decoder=resolve_decoder(SHIPPED, "tiny")
+    )
+    assert pipeline.info.decoder == "tiny"
+    diff = np.abs(pipeline.generate(requests(1)).images.astype(int) - expected.astype(int))
+    if pipeline.backend.precision == "f32":
+        assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
+    else:  # the full decoder's bound (test_bf16_is_within_the_measured_bound_of_torch_f32)
+        assert diff.mean() < 1.0 and diff.max() <= 32, (diff.max(), diff.mean())
 
 
 def test_a_restart_loads_the_compiled_networks_from_the_cache(cache_dir) -> None:

@@ -10,11 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from scott.models import PRESETS, load_model
+from scott.decoder import resolve_decoder
+from scott.models import PRESETS, build_model, load_model, save_model
 from scott.recipe.config import RecipeConfig, config_from_dict, load_config
 from scott.recipe.embedded import main, run_recipe
 from scott.recipe.latents import load_latents
 from scott.recipe.teacher import run_teacher_stage, teacher_dir
+from scott.recipe.tiny_decoder import run_tiny_decoder_stage
 from scott.recipe.vae import run_vae_stage, vae_dir
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 from scott.train.checkpoints import Checkpoints
@@ -181,6 +183,7 @@ def test_quick_recipe_builds_the_shipped_networks() -> None:
     full, quick = (load_config(REPO / "configs" / "recipe" / name) for name in ("embedded.toml", "embedded-quick.toml"))
     assert quick.preset == full.preset
     assert quick.vae.arch == full.vae.arch and quick.teacher.arch == full.teacher.arch
+    assert quick.tiny_decoder.arch == full.tiny_decoder.arch
     assert quick.vae.foreground_weight == full.vae.foreground_weight
     for name in ("text_lr_scale", "token_embedding_scale", "foreground_weight", "sample_posterior", "caption_dropout"):
         assert getattr(quick.teacher, name) == getattr(full.teacher, name), name
@@ -195,20 +198,45 @@ def test_unknown_config_fields_are_errors() -> None:
         config_from_dict({"teacher": {"stepz": 3}})
 
 
-def test_distill_stage_runs_scott_distill_and_exports_the_student(run: Path, tmp_path: Path) -> None:
-    """The hook hands the teacher to the real scott.distill trainer and exports its student, model parts only."""
+TINY_DECODER = {"steps": 3, "batch_size": 4, "pool_size": 8, "checkpoint_every": 2, "eval_samples": 4,
+                "arch": PRESETS["tiny"]["vae_tiny"]}  # fmt: skip
+
+
+def test_distill_and_tiny_decoder_stages_export_the_student_with_its_tiny_decoder(run: Path, tmp_path: Path) -> None:
+    """The hook hands the teacher to the real scott.distill trainer; the tiny decoder is distilled beside the
+    student; the export holds the model parts only, vae_tiny/ included."""
     work = tmp_path / "run"
     shutil.copytree(run, work)
     cfg = tiny_config()
     cfg.distill.enabled, cfg.distill.data = True, "procedural:8"
     cfg.distill.options = {"steps": 1, "batch_size": 2, "checkpoint_every": 0}
-    final = run_recipe(work, cfg, until="distill", export=tmp_path / "exported")
+    cfg.tiny_decoder = config_from_dict({"tiny_decoder": TINY_DECODER}).tiny_decoder
+    final = run_recipe(work, cfg, export=tmp_path / "exported")
     assert sorted(p.name for p in final.iterdir()) == [
-        "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"
+        "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae", "vae_tiny"
     ]  # fmt: skip
-    student = load_model(final)
+    student = load_model(final, decoder=resolve_decoder(final, "tiny"))
     assert student.unet.config.time_cond_proj_dim is not None  # the guidance embedding the distiller added
+    assert student.tiny_decoder is not None
+    weights = load_file(str(final / "vae_tiny" / "diffusion_pytorch_model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float16}
     assert json.loads((work / "distill" / "state.json").read_text())["complete"]
+    metrics = json.loads((work / "tiny_decoder" / "state.json").read_text())["metrics"]
+    assert set(metrics) == {"psnr_posterior", "psnr_posterior_min", "psnr_student", "psnr_student_min"}
+
+
+def test_interrupted_tiny_decoder_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    model = save_model(build_model("tiny", seed=2), tmp_path / "model")
+    cfg = config_from_dict({"seed": 3, "threads": 1, "tiny_decoder": TINY_DECODER})
+    broken = tmp_path / "broken-model"
+    shutil.copytree(model, broken)
+    assert not run_tiny_decoder_stage(tmp_path / "broken", cfg, broken, stop_after=2)  # checkpoint at 2, "killed"
+    assert not (broken / "vae_tiny").exists()
+    assert run_tiny_decoder_stage(tmp_path / "broken", cfg, broken)
+    assert run_tiny_decoder_stage(tmp_path / "whole", cfg, model)
+    resumed = load_file(str(broken / "vae_tiny" / "diffusion_pytorch_model.safetensors"))
+    whole = load_file(str(model / "vae_tiny" / "diffusion_pytorch_model.safetensors"))
+    assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
 
 
 def test_teacher_evaluation_scores_samples_and_writes_grids(run: Path, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from engines.shapes import NETWORKS, Profile, build_profiles, parse_size
 from engines.tensorrt_build import EngineSet, build_engine_set, build_engines, check_engine_set, plan_engines
 from engines.tensorrt_env import REQUIREMENT, missing_requirements
 from engines.tensorrt_runtime import check_in_profile
+from scott.decoder import TINY_SUBFOLDER, resolve_decoder
 from scott.models import build_model, save_model
 from scott.pipeline import ModelInfo
 
@@ -214,6 +215,19 @@ def test_engines_of_other_weights_are_refused(fake_export, model_dir, tmp_path):
     other = save_model(build_model("tiny", seed=1), tmp_path / "other")
     with pytest.raises(ValueError, match="other weights"):
         check_engine_set(engine_set, other, H100)
+
+
+def test_engines_of_the_full_decoder_are_refused_for_the_tiny_one(fake_export, model_dir, tmp_path):
+    engine_set = build_engine_set(fake_export, tmp_path / "engines", H100, builder=RecordingBuilder())
+    with_tiny = tmp_path / "with-tiny"
+    shutil.copytree(model_dir, with_tiny)
+    save_model(build_model("tiny", seed=0, tiny_decoder=True), tmp_path / "random")
+    shutil.copytree(tmp_path / "random" / TINY_SUBFOLDER, with_tiny / TINY_SUBFOLDER)
+    check_engine_set(engine_set, with_tiny, H100)  # the same weights, full decoder: usable
+    with pytest.raises(ValueError, match="with the tiny decoder"):
+        check_engine_set(engine_set, with_tiny, H100, resolve_decoder(with_tiny, "tiny"))
+    # Each decoder gets its own engine folder in the cache (named by the fingerprint).
+    assert model_fingerprint(with_tiny) != model_fingerprint(with_tiny, resolve_decoder(with_tiny, "tiny"))
 
 
 def test_plan_keys_follow_the_onnx_content(fake_export):

@@ -87,6 +87,31 @@ class DistillStageConfig:
 
 
 @dataclass
+class TinyDecoderConfig:
+    """An AutoencoderTiny decoder distilled from the model's VAE decoder (scott/recipe/tiny_decoder.py)."""
+
+    enabled: bool = True
+    steps: int = 1500
+    batch_size: int = 32  # latents per step, drawn from the pool
+    # Latents made once, with the full decoder's images of them (decoding each step's batch anew cost 3x the step):
+    # posterior samples of training images, and the student's own latents for training captions.
+    pool_size: int = 4096
+    student_fraction: float = 0.5  # of the pool: latents the student samples (not posterior samples)
+    student_steps: tuple[int, ...] = (1, 2, 4)  # sampler steps of the student's latents, in equal parts
+    guidance_range: tuple[float, float] = (2.0, 10.0)  # the student's guidance scale, drawn uniformly
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    l2_weight: float = 1.0  # loss = L1 + l2_weight * L2 + edge_weight * edge, against the full decoder's image
+    edge_weight: float = 0.5
+    checkpoint_every: int = 250
+    eval_samples: int = 256  # held-out (val split) images, and as many student samples of held-out prompts
+    # AutoencoderTiny config fields (latent_channels and the upsampling must match the model's VAE)
+    arch: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RecipeConfig:
     seed: int = 0
     preset: str = "tiny"
@@ -95,12 +120,19 @@ class RecipeConfig:
     latents: LatentsConfig = field(default_factory=LatentsConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillStageConfig = field(default_factory=DistillStageConfig)
+    tiny_decoder: TinyDecoderConfig = field(default_factory=TinyDecoderConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"vae": VaeConfig, "latents": LatentsConfig, "teacher": TeacherConfig, "distill": DistillStageConfig}
+_SECTIONS = {
+    "vae": VaeConfig,
+    "latents": LatentsConfig,
+    "teacher": TeacherConfig,
+    "distill": DistillStageConfig,
+    "tiny_decoder": TinyDecoderConfig,
+}
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:

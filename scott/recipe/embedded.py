@@ -1,8 +1,9 @@
 """`python -m scott.recipe.embedded --out runs/embedded [--config configs/recipe/embedded.toml] [--resume]`.
 
 Runs the embedded model's recipe stage by stage: VAE -> latent cache -> teacher -> SCott student (scott.distill)
--> export. Every stage checkpoints under <out>/<stage>/ and is skipped on resume once complete; the run is
-deterministic from the config's seed (and the thread count: float sums depend on how work is split).
+-> tiny decoder (an AutoencoderTiny distilled from the VAE decoder, on the student's latents too) -> export.
+Every stage checkpoints under <out>/<stage>/ and is skipped on resume once complete; the run is deterministic
+from the config's seed (and the thread count: float sums depend on how work is split).
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ from pathlib import Path
 
 import torch
 
+from scott.decoder import TINY_SUBFOLDER
 from scott.models import SUBFOLDERS
 from scott.recipe.config import RecipeConfig, load_config
 from scott.recipe.distill_hook import run_distill_stage, student_dir
 from scott.recipe.latents import run_latents_stage
 from scott.recipe.teacher import run_teacher_stage, teacher_dir
+from scott.recipe.tiny_decoder import run_tiny_decoder_stage
 from scott.recipe.vae import adopt_vae_stage, run_vae_stage
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 from scott.train.log import say
 
-STAGES = ("vae", "latents", "teacher", "distill")
+STAGES = ("vae", "latents", "teacher", "distill", "tiny_decoder")
 
 
 def run_recipe(
-    out: Path, cfg: RecipeConfig, until: str = "distill", export: Path | None = None, vae: Path | None = None
+    out: Path, cfg: RecipeConfig, until: str = STAGES[-1], export: Path | None = None, vae: Path | None = None
 ) -> Path:
     """Run every stage up to `until` (those already complete are skipped); return the exported model folder.
 
@@ -45,11 +48,15 @@ def run_recipe(
         "latents": lambda: run_latents_stage(out, cfg, tokenizer),
         "teacher": lambda: run_teacher_stage(out, cfg, tokenizer),
         "distill": lambda: run_distill_stage(out, cfg, teacher_dir(out)),
+        "tiny_decoder": lambda: run_tiny_decoder_stage(out, cfg, student_dir(out)),  # writes <student>/vae_tiny
     }
     final = teacher_dir(out)
     for name in STAGES[: STAGES.index(until) + 1]:
         if name == "distill" and not cfg.distill.enabled:
             say(name, "disabled in the config; exporting the teacher")
+            break
+        if name == "tiny_decoder" and not cfg.tiny_decoder.enabled:
+            say(name, "disabled in the config")
             break
         start = time.perf_counter()
         runners[name]()
@@ -65,13 +72,14 @@ def run_recipe(
 
 
 def export_model(source: Path, target: Path) -> Path:
-    """Copy only the model parts of a folder (a trainer may keep checkpoints and logs beside them)."""
+    """Copy only the model parts of a folder (a trainer may keep checkpoints and logs beside them), with its tiny
+    decoder when it has one."""
     if target.resolve() == source.resolve():
         return target
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for name in SUBFOLDERS:
+    for name in SUBFOLDERS + ((TINY_SUBFOLDER,) if (source / TINY_SUBFOLDER).is_dir() else ()):
         shutil.copytree(source / name, target / name)
     shutil.copy2(source / "model_index.json", target / "model_index.json")
     return target
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="run directory (stages, checkpoints, logs)")
     parser.add_argument("--config", type=Path, default=None, help="recipe TOML (default: built-in defaults)")
     parser.add_argument("--resume", action="store_true", help="continue a run in an existing --out")
-    parser.add_argument("--until", choices=STAGES, default="distill", help="last stage to run")
+    parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="last stage to run")
     parser.add_argument("--export", type=Path, default=None, help="copy the final model folder here")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (overrides the config)")
     parser.add_argument("--vae", type=Path, default=None, help="adopt this trained VAE folder instead of training one")

@@ -21,6 +21,7 @@ from diffusers import AutoencoderKL
 
 from scott.data.attributes import ATTRIBUTE_NAMES
 from scott.data.dataset import make_batch
+from scott.eval.psnr import psnr
 from scott.images import images_to_tensor, to_uint8
 from scott.models import PRESETS
 from scott.recipe.config import RecipeConfig
@@ -103,10 +104,8 @@ def evaluate_vae(vae: AutoencoderKL, count: int) -> dict[str, float | None]:
     """PSNR of reconstructions of held-out (val split) images, and the attribute classifier's accuracy on them."""
     batch = make_batch("val", 0, count)
     recon = reconstruct(vae, batch.images)
-    error = torch.from_numpy(recon).float() - torch.from_numpy(to_uint8(batch.images)).float()
-    mse = error.pow(2).mean(dim=(1, 2, 3))
-    psnr = 10 * torch.log10(255.0**2 / mse.clamp(min=1e-10))
-    out: dict[str, float | None] = {"psnr": float(psnr.mean()), "psnr_min": float(psnr.min())}
+    scores = psnr(recon, to_uint8(batch.images))
+    out: dict[str, float | None] = {"psnr": float(scores.mean()), "psnr_min": float(scores.min())}
     try:
         from scott.eval.classifier import load_classifier
 
