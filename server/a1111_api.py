@@ -4,6 +4,7 @@ call first (sd-models, samplers, options). Same generation path, batching, limit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Request
 
 from scott.pipeline import MAX_STEPS
 from server.cancellation import with_cancellation
-from server.errors import ApiError
+from server.errors import ApiError, documented
 from server.generation import generate
 from server.limits import MAX_IMAGES
 from server.schemas import (
@@ -21,7 +22,6 @@ from server.schemas import (
     A1111Sampler,
     A1111Txt2ImgRequest,
     A1111Txt2ImgResponse,
-    ErrorResponse,
     SamplingFields,
 )
 from server.service import GenerationService
@@ -34,9 +34,6 @@ def _invalid(field: str, message: str) -> ApiError:
 
 
 def _refuse_what_cannot_be_honoured(body: A1111Txt2ImgRequest) -> None:
-    if body.batch_size * body.n_iter > MAX_IMAGES:
-        total = body.batch_size * body.n_iter
-        raise _invalid("batch_size", f"batch_size x n_iter is {total} images; at most {MAX_IMAGES} per request")
     if body.enable_hr:
         raise _invalid("enable_hr", "hires fix is not supported; send enable_hr false and a size the model makes")
     if body.tiling:
@@ -48,7 +45,7 @@ def _refuse_what_cannot_be_honoured(body: A1111Txt2ImgRequest) -> None:
 @router.post(
     "/txt2img",
     response_model=A1111Txt2ImgResponse,
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 429, 503, 504)},
+    responses=documented(400, 401, 413, 415, 422, 429, 503, 504),
 )
 @with_cancellation
 async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgResponse:
@@ -63,9 +60,30 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgRe
         guidance_scale=body.cfg_scale,
         gamma=body.gamma,
     )
-    n = body.batch_size * body.n_iter
-    generation = await generate(service, sampling, n=n, width=body.width, height=body.height)
-    first, seeds, name = generation.params.first, generation.params.seeds, service.settings.served_model_name
+    # batch_size x n_iter images, image i with seed + i as A1111 numbers them, run in requests of at most
+    # MAX_IMAGES: the first one fixes the seed (-1: random), the rest go at once and batch together.
+    total, size = body.batch_size * body.n_iter, {"width": body.width, "height": body.height}
+    runs = [await generate(service, sampling, n=min(total, MAX_IMAGES), **size)]
+    first_seed = runs[0].params.first.seed
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing cancels the others
+            rest = [
+                group.create_task(
+                    generate(
+                        service,
+                        sampling.model_copy(update={"seed": first_seed + start}),
+                        n=min(MAX_IMAGES, total - start),
+                        **size,
+                    )
+                )
+                for start in range(MAX_IMAGES, total, MAX_IMAGES)
+            ]
+    except ExceptionGroup as failed:  # the first refusal (429, 504, ...) as it is
+        raise failed.exceptions[0] from None
+    runs += [task.result() for task in rest]
+    first = runs[0].params.first
+    seeds = [seed for run in runs for seed in run.params.seeds]
+    n, name = len(seeds), service.settings.served_model_name
     infotexts = [
         f"{body.prompt}\nSteps: {first.steps}, Sampler: {A1111_SAMPLER}, CFG scale: {first.guidance_scale:g}, "
         f"Seed: {seed}, Size: {first.width}x{first.height}, Model: {name}"
@@ -96,26 +114,26 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgRe
         "styles": [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": 1,
-        "batch_sizes": generation.result.batch_sizes,
+        "batch_sizes": [size for run in runs for size in run.result.batch_sizes],
         "version": "scott-serve",
     }
-    images = [data for data, _ in generation.b64_pngs()] if body.send_images else []
+    images = [data for run in runs for data, _ in run.b64_pngs()] if body.send_images else []
     return A1111Txt2ImgResponse(images=images, parameters=body.model_dump(), info=json.dumps(info))
 
 
-@router.get("/sd-models", response_model=list[A1111Model])
+@router.get("/sd-models", response_model=list[A1111Model], responses=documented(401, 429))
 async def sd_models(request: Request) -> list[A1111Model]:
     """The one model served (by its served name: never a server path)."""
     name = request.app.state.service.settings.served_model_name
     return [A1111Model(title=name, model_name=name, filename=name)]
 
 
-@router.get("/samplers", response_model=list[A1111Sampler])
+@router.get("/samplers", response_model=list[A1111Sampler], responses=documented(401, 429))
 async def samplers() -> list[A1111Sampler]:
     return [A1111Sampler(name=A1111_SAMPLER, aliases=["scott", "lcm", "tcd"])]
 
 
-@router.get("/options")
+@router.get("/options", responses=documented(401, 429))
 async def options(request: Request) -> dict[str, Any]:
     """The options A1111 clients read: the checkpoint served, the image format."""
     name = request.app.state.service.settings.served_model_name

@@ -7,10 +7,10 @@ import time
 from fastapi import APIRouter, Request, Response
 
 from server.cancellation import with_cancellation
-from server.errors import ApiError
+from server.errors import ApiError, documented
 from server.generation import generate as generate_images
 from server.images import PNG, wants_png
-from server.schemas import ErrorResponse, GeneratedImage, GenerateRequest, GenerateResponse, Timings
+from server.schemas import GeneratedImage, GenerateRequest, GenerateResponse, Timings
 from server.service import Generation, GenerationService
 
 router = APIRouter()
@@ -21,7 +21,7 @@ router = APIRouter()
     response_model=GenerateResponse,
     responses={
         200: {"content": {PNG: {}}, "description": "JSON, or the PNG itself for Accept: image/png"},
-        **{code: {"model": ErrorResponse} for code in (400, 406, 413, 422, 429, 503, 504)},
+        **documented(400, 401, 406, 413, 415, 422, 429, 503, 504),
     },
 )
 @with_cancellation

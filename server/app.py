@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from uvicorn.config import STARTUP_FAILURE
 
 from scott.pipeline import TextToImagePipeline
@@ -25,6 +26,7 @@ from server.auth import ApiKeys
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
 from server.middleware import AllowedHosts, BodySizeLimit, RequestTimer, RequireJson
+from server.openapi import install_sized_openapi
 from server.protocol import limited_protocol
 from server.service import GenerationService
 from server.settings import ServerSettings
@@ -56,14 +58,16 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     app.state.service = service
     app.state.settings = settings
     install_error_handlers(app, metrics.reject)
-    app.include_router(api.router)
-    app.include_router(openai_api.router)
-    app.include_router(a1111_api.router)
-    app.include_router(health.router)
-    app.include_router(playground.router)
+    install_sized_openapi(app, service)
+    routers = (api.router, openai_api.router, a1111_api.router, health.router, playground.router)
+    for router in routers:
+        app.include_router(router)
     # The last added runs first: host, CORS (a preflight needs no key), key, content type, then the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
-    app.add_middleware(RequireJson, on_reject=metrics.reject)
+    json_routes = [
+        r.path for router in routers for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods
+    ]
+    app.add_middleware(RequireJson, paths=json_routes, on_reject=metrics.reject)
     if keys := settings.api_key_values():
         app.add_middleware(ApiKeys, keys=keys, max_per_key=settings.max_concurrent_per_key, on_reject=metrics.reject)
     if settings.cors_origins:

@@ -21,6 +21,25 @@ def without_paths(text: str) -> str:
     return _PATHS.sub(r"\1", text)
 
 
+_STATUS_HELP = {
+    400: "malformed JSON, or a value refused with its reason",
+    401: "no valid API key (only when the server has keys: Authorization: Bearer KEY)",
+    404: "not served here",
+    406: "Accept: image/png with more than one image",
+    413: "the body is over the server's max_body_bytes",
+    415: "the body is not declared application/json",
+    422: "a field out of its limits (the message names it and the limit)",
+    429: "at capacity, or the API key has its most requests in flight (Retry-After says when to retry)",
+    503: "the model is loading, failed to load, or the server is shutting down",
+    504: "the request's deadline passed",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: each error status it can answer, in the one error format, with what it means."""
+    return {status: {"model": ErrorResponse, "description": _STATUS_HELP[status]} for status in statuses}
+
+
 class ApiError(Exception):
     """A failure the client should see, with its status, a stable type, and the field at fault."""
 

@@ -8,3 +8,7 @@ MAX_SEED = 2**32 - 1
 MAX_GUIDANCE = 20.0
 MAX_SIDE = 4096  # a static bound; the model's own limits (ModelInfo.check_size) apply after it
 MAX_TIMEOUT_MS = 600_000
+# A prompt must have a character outside this set: JSON Schema's (ECMA-262's) whitespace, spelled out so the spec's
+# pattern and the server's check agree (Python's own \s and str.strip() also count \x1c-\x1f as blank).
+WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK = f"[^{WHITESPACE}]"

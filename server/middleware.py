@@ -23,11 +23,12 @@ class RequireJson:
     unless cors_origins allows that origin.
     """
 
-    def __init__(self, app: ASGIApp, on_reject: Callable[[str], None] | None = None) -> None:
-        self.app, self.on_reject = app, on_reject
+    def __init__(self, app: ASGIApp, paths: Collection[str], on_reject: Callable[[str], None] | None = None) -> None:
+        self.app, self.paths, self.on_reject = app, frozenset(paths), on_reject  # paths: the JSON POST routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+        # Other methods and paths go on to the router's own 405 and 404.
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
             declared = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
             if declared != b"application/json" and not (
                 declared.startswith(b"application/") and declared.endswith(b"+json")

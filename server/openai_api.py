@@ -8,10 +8,9 @@ from fastapi import APIRouter, Request
 
 from engines.shapes import parse_size
 from server.cancellation import with_cancellation
-from server.errors import ApiError
+from server.errors import ApiError, documented
 from server.generation import generate
 from server.schemas import (
-    ErrorResponse,
     OpenAIImage,
     OpenAIImageRequest,
     OpenAIImagesResponse,
@@ -32,7 +31,7 @@ def _invalid(field: str, message: str) -> ApiError:
 @router.post(
     "/images/generations",
     response_model=OpenAIImagesResponse,
-    responses={code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 429, 503, 504)},
+    responses=documented(400, 401, 404, 413, 415, 422, 429, 503, 504),
 )
 @with_cancellation
 async def images_generations(body: OpenAIImageRequest, request: Request) -> OpenAIImagesResponse:
@@ -61,7 +60,7 @@ async def images_generations(body: OpenAIImageRequest, request: Request) -> Open
     )
 
 
-@router.get("/models", response_model=OpenAIModelList)
+@router.get("/models", response_model=OpenAIModelList, responses=documented(401, 429))
 async def list_models(request: Request) -> OpenAIModelList:
     service: GenerationService = request.app.state.service
     return OpenAIModelList(data=[OpenAIModel(id=service.settings.served_model_name, created=_STARTED)])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from dataclasses import dataclass
 
 from scott.pipeline import ImageRequest, ModelInfo
 from server.errors import ApiError
-from server.limits import MAX_SEED
+from server.limits import MAX_SEED, NOT_BLANK
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,11 @@ class ImageRequests:
         return [dataclasses.replace(self.first, seed=seed) for seed in self.seeds]
 
 
+def served_sizes(info: ModelInfo) -> list[int]:
+    """Every width (and height) the model makes: what ModelInfo.check_size accepts."""
+    return [side for side in range(info.min_size, info.max_size + 1) if not info.check_size(side, side)]
+
+
 def resolve(
     info: ModelInfo,
     prompt: str,
@@ -43,7 +49,7 @@ def resolve(
     size_field: str | None = None,
 ) -> ImageRequests:
     """Fill defaults from the model and check the size against it (422 naming the field; size_field overrides)."""
-    if not prompt.strip():
+    if not re.search(NOT_BLANK, prompt):
         raise ApiError(422, "invalid_request", "prompt: must contain more than whitespace", field="prompt")
     width = info.default_size if width is None else width
     height = info.default_size if height is None else height

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from scott.pipeline import MAX_STEPS
-from server.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MAX_TIMEOUT_MS
+from server.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MAX_TIMEOUT_MS, NOT_BLANK
+
+# -- types ----------------------------------------------------------------------------------------
+
+
+class JsonNumbers(BaseModel):
+    """Numbers as JSON Schema reads them: 2.0 is the integer 2. Fields stay strict: true is not 1, "4" is not 4."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_floats(cls, value: object) -> object:
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+SIZE_HELP = "one of the model's sizes (GET /info: sizes); else 422"
+
+
+def only(value: object, nullable: bool = True) -> WithJsonSchema:
+    """The spec offers just `value` (or null) for a field whose other values are refused with an explanation."""
+    return WithJsonSchema({"anyOf": [{"const": value}, {"type": "null"}]} if nullable else {"const": value})
+
 
 # -- what every image route takes -----------------------------------------------------------------
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(JsonNumbers):
     """The prompt and the sampler's knobs, the same on every image route; omitted ones take the model's defaults.
 
-    Numbers are strict: `true` is not 1 and "4" is not 4 (a JSON number is what the spec says; integers stay
-    valid where a float is asked for)."""
+    Numbers are strict (JsonNumbers): `true` is not 1 and "4" is not 4; integers stay valid where a float is asked
+    for."""
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": NOT_BLANK})
     steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True, description="omitted: a random seed, returned")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="omitted: a random seed, returned", strict=True)
     guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False, strict=True)
     gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
 
@@ -38,14 +58,10 @@ class GenerateRequest(SamplingFields):
     model_config = ConfigDict(extra="forbid")
 
     num_images: int = Field(1, ge=1, le=MAX_IMAGES, strict=True)
-    width: int | None = Field(
-        None, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info: sizes); else 422"
-    )
-    height: int | None = Field(
-        None, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info: sizes); else 422"
-    )
+    width: int | None = Field(None, ge=1, le=MAX_SIDE, description=SIZE_HELP, strict=True)
+    height: int | None = Field(None, ge=1, le=MAX_SIDE, description=SIZE_HELP, strict=True)
     timeout_ms: int | None = Field(
-        None, ge=1, le=MAX_TIMEOUT_MS, strict=True, description="capped by the server's deadline"
+        None, ge=1, le=MAX_TIMEOUT_MS, description="capped by the server's deadline", strict=True
     )
 
 
@@ -90,11 +106,13 @@ class OpenAIImageRequest(SamplingFields):
     model: str | None = Field(None, max_length=200)
     n: int | None = Field(None, ge=1, le=MAX_IMAGES, strict=True)
     size: str | None = Field(None, max_length=20, description="WIDTHxHEIGHT, SIDE (square) or auto")
-    response_format: Literal["b64_json", "url"] | None = Field(
-        None, description="b64_json only: `url` is refused with a 422 (this server keeps no files)"
+    response_format: Annotated[Literal["b64_json", "url"] | None, only("b64_json")] = Field(
+        None, description="b64_json only: `url` is refused with a 400 (this server keeps no files)"
     )
-    output_format: str | None = Field(None, max_length=10)
-    stream: bool | None = Field(None, strict=True, description="false only: streaming is refused with a 422")
+    output_format: Annotated[str | None, only("png")] = Field(None, max_length=10, description="png only")
+    stream: Annotated[bool | None, only(False)] = Field(
+        None, strict=True, description="false only: streaming is refused with a 400"
+    )
 
 
 class OpenAIImage(BaseModel):
@@ -128,7 +146,7 @@ class OpenAIModelList(BaseModel):
 A1111_SAMPLER = "SCott consistency"
 
 
-class A1111Txt2ImgRequest(BaseModel):
+class A1111Txt2ImgRequest(JsonNumbers):
     """POST /sdapi/v1/txt2img as the A1111 clients send it (webuiapi, Open WebUI, SillyTavern).
 
     The many A1111 fields with no meaning here (subseeds, hires upscalers, face restoration, styles, override
@@ -137,30 +155,37 @@ class A1111Txt2ImgRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": NOT_BLANK})
     negative_prompt: str = Field(
         "", max_length=MAX_PROMPT_CHARS, description="accepted and ignored: the model's guidance takes no negative"
     )
-    seed: int = Field(-1, ge=-1, le=MAX_SEED, strict=True, description="-1: a random seed, returned in info")
+    seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1: a random seed, returned in info", strict=True)
     steps: int = Field(
-        50, ge=1, le=1000, strict=True, description=f"more than the sampler's {MAX_STEPS} run {MAX_STEPS} (see info)"
+        50,
+        ge=1,
+        le=1000,
+        strict=True,
+        description=f"more than the sampler's {MAX_STEPS} run {MAX_STEPS} (info says so)",
     )
     cfg_scale: float = Field(7.0, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False, strict=True)
-    width: int = Field(
-        512, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info); else 422"
-    )
-    height: int = Field(
-        512, ge=1, le=MAX_SIDE, strict=True, description="one of the model's sizes (GET /info); else 422"
-    )
+    # omitted: the model's default size (A1111's own default, 512, is a size only of SD-1.5-class models)
+    width: int | None = Field(None, ge=1, le=MAX_SIDE, description=SIZE_HELP, strict=True)
+    height: int | None = Field(None, ge=1, le=MAX_SIDE, description=SIZE_HELP, strict=True)
     batch_size: int = Field(1, ge=1, le=MAX_IMAGES, strict=True)
-    n_iter: int = Field(1, ge=1, le=MAX_IMAGES, strict=True, description=f"batch_size x n_iter: at most {MAX_IMAGES}")
+    n_iter: int = Field(1, ge=1, le=MAX_IMAGES, description="batches of batch_size, run one after another", strict=True)
     sampler_name: str | None = Field(None, max_length=200, description=f"any name runs {A1111_SAMPLER!r}")
     sampler_index: str | None = Field(None, max_length=200, description="A1111's old sampler_name; ignored too")
     gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True, description="extension")
-    send_images: bool = True
-    enable_hr: bool = Field(False, description="true is refused: no hires fix here")
-    tiling: bool | None = Field(None, description="true is refused: no tiling here")
-    script_name: str | None = Field(None, max_length=200, description="refused when set: no scripts here")
+    send_images: bool = Field(True, strict=True)
+    enable_hr: Annotated[bool, only(False, nullable=False)] = Field(
+        False, strict=True, description="true is refused: no hires fix here"
+    )
+    tiling: Annotated[bool | None, only(False)] = Field(
+        None, strict=True, description="true is refused: no tiling here"
+    )
+    script_name: Annotated[str | None, only("")] = Field(
+        None, max_length=200, description="refused when set: no scripts here"
+    )
 
 
 class A1111Txt2ImgResponse(BaseModel):

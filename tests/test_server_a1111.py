@@ -143,7 +143,6 @@ def test_the_full_a1111_payload_is_accepted(live_server) -> None:
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"batch_size": 4, "n_iter": 3}, "batch_size", "12 images"),
         ({"enable_hr": True}, "enable_hr", "hires fix"),
         ({"tiling": True}, "tiling", "tiling"),
         ({"script_name": "x/y/z plot"}, "script_name", "scripts"),
@@ -159,6 +158,21 @@ def test_what_cannot_be_honoured_is_a_4xx_naming_the_field(live_server, change: 
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["field"] == field and words in error["message"], error
+
+
+def test_more_images_than_one_request_takes_run_as_a1111_numbers_them(api: webuiapi.WebUIApi, live_server) -> None:
+    result = api.txt2img(prompt="many", seed=100, steps=1, width=32, height=32, batch_size=4, n_iter=3)
+    assert len(result.images) == 12 and result.info["all_seeds"] == list(range(100, 112))
+    body = {"prompt": "many", "seed": 109, "steps": 1, "guidance_scale": 7.0, "width": 32, "height": 32}
+    alone = httpx.post(live_server.url + "/generate", json=body, headers={"Accept": "image/png"}, timeout=60)
+    diff = np.abs(pixels(result.images[9]) - pixels(Image.open(io.BytesIO(alone.content))))
+    assert diff.max() <= 2
+
+
+def test_an_omitted_size_is_the_models_default(live_server) -> None:
+    body = {"prompt": "a red circle", "steps": 1}
+    data = httpx.post(live_server.url + "/sdapi/v1/txt2img", json=body, timeout=60).json()
+    assert Image.open(io.BytesIO(base64.b64decode(data["images"][0]))).size == (64, 64)
 
 
 def test_send_images_false_answers_info_only(live_server) -> None:
