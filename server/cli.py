@@ -158,12 +158,15 @@ def make_model(
     out: Annotated[Path, typer.Option(help="folder to write (diffusers format)")],
     preset: Annotated[Preset, typer.Option(help="architecture")] = Preset.tiny,
     seed: Annotated[int, typer.Option(help="weight init seed")] = 0,
+    tiny_decoder: Annotated[
+        bool, typer.Option(help="also a random tiny decoder (vae_tiny/; TAESD's architecture for sd15)")
+    ] = False,
 ) -> None:
     """Write a diffusers-format model folder with random weights from a preset."""
     from scott.models import build_model, save_model
 
-    path = save_model(build_model(preset.value, seed=seed), out)
-    typer.echo(f"wrote {preset.value} model (seed {seed}) to {path}")
+    path = save_model(build_model(preset.value, seed=seed, tiny_decoder=tiny_decoder), out)
+    typer.echo(f"wrote {preset.value} model (seed {seed}{', tiny decoder' if tiny_decoder else ''}) to {path}")
 
 
 @app.command()

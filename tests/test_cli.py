@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,21 @@ def test_generate_writes_a_png_of_the_asked_size(made_model: Path, tmp_path: Pat
     assert "seed 9" in result.output
     image = Image.open(out)
     assert image.format == "PNG" and image.size == (96, 64)
+
+
+def test_make_model_with_a_tiny_decoder_and_generate_with_it(tmp_path: Path) -> None:
+    model = tmp_path / "with-tiny"
+    made = runner.invoke(app, ["make-model", "--out", str(model), "--tiny-decoder"])
+    assert made.exit_code == 0 and "tiny decoder" in made.output, made.output
+    assert (model / "vae_tiny" / "config.json").is_file()
+    out = tmp_path / "tiny.png"
+    result = runner.invoke(app, ["generate", "a cat", *ON_TORCH, "--model", str(model), "--decoder", "tiny",
+                                 "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0 and "tiny decoder" in result.output, result.output
+    assert Image.open(out).size == (64, 64)
+    shutil.rmtree(model / "vae_tiny")
+    missing = runner.invoke(app, ["generate", "x", *ON_TORCH, "--model", str(model), "--decoder", "tiny"])
+    assert missing.exit_code != 0 and "has no vae_tiny/" in str(missing.exception)
 
 
 def test_generate_rejects_sizes_the_model_cannot_make(made_model: Path, tmp_path: Path) -> None:
