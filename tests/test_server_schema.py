@@ -22,7 +22,7 @@ def test_schemathesis_finds_nothing(live_server, tmp_path: Path) -> None:
     config.write_text(CONFIG)
     st = Path(sys.executable).with_name("st")
     command = [str(st), "--config-file", str(config), "run", f"{live_server.url}/openapi.json"]
-    command += ["--checks", "all", "--max-examples", "8", "--seed", "21", "--request-timeout", "30", "--no-color"]
+    command += ["--checks", "all", "--max-examples", "8", "--seed", "21", "--request-timeout", "120", "--no-color"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its cache: there
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "failures" not in done.stdout.splitlines()[-1] or " 0 failures" in done.stdout
