@@ -15,7 +15,7 @@ from server.errors import error_response
 from server.health import PROBE_PATHS
 
 # Open without a key: the probes and /metrics (orchestrators and Prometheus must reach them); the docs and the
-# playground page say nothing about the model (the page's own calls, /info and /generate, need the key).
+# playground page say nothing about the model (the page asks for a key for its own calls, /info and /generate).
 OPEN_PATHS = PROBE_PATHS | {"/", "/docs", "/openapi.json"}
 
 

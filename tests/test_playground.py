@@ -137,3 +137,26 @@ def test_the_server_error_is_shown_and_its_field_marked(
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#images img"))
     assert not error.is_displayed()
     assert browser.find_element(By.ID, control).get_attribute("aria-invalid") is None
+
+
+@needs_chromium
+def test_on_a_server_with_keys_the_page_asks_for_one_and_sends_it(browser: webdriver.Chrome, tiny_pipeline) -> None:
+    from background_server import BackgroundServer
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    key = "playground-key-0123456789"
+    with BackgroundServer(create_app(ServerSettings(api_keys=key, warmup=False), pipeline=tiny_pipeline)) as server:
+        browser.get(server.url + "/")
+        key_box = browser.find_element(By.ID, "api_key")
+        WebDriverWait(browser, 30).until(lambda _: key_box.is_displayed())
+        assert "API key" in browser.find_element(By.ID, "status").text
+        assert not browser.find_element(By.ID, "generate").is_enabled()
+        key_box.send_keys(key + "\n")  # "change" fires: /info again, with the key
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "generate").is_enabled())
+        fill(browser, "prompt", "a red circle")
+        fill(browser, "steps", "1")
+        browser.find_element(By.ID, "generate").click()
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#images img"))
+        assert not browser.find_element(By.ID, "error").is_displayed()
