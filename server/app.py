@@ -26,7 +26,7 @@ from server.auth import ApiKeys
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
 from server.middleware import AllowedHosts, BodySizeLimit, RequestTimer, RequireJson
-from server.openapi import install_sized_openapi
+from server.openapi import install_openapi
 from server.protocol import limited_protocol
 from server.service import GenerationService
 from server.settings import ServerSettings
@@ -58,7 +58,8 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     app.state.service = service
     app.state.settings = settings
     install_error_handlers(app, metrics.reject)
-    install_sized_openapi(app, service)
+    keys = settings.api_key_values()
+    install_openapi(app, service, keyed=bool(keys))
     routers = (api.router, openai_api.router, a1111_api.router, health.router, playground.router)
     for router in routers:
         app.include_router(router)
@@ -68,7 +69,7 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
         r.path for router in routers for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods
     ]
     app.add_middleware(RequireJson, paths=json_routes, on_reject=metrics.reject)
-    if keys := settings.api_key_values():
+    if keys:
         app.add_middleware(ApiKeys, keys=keys, max_per_key=settings.max_concurrent_per_key, on_reject=metrics.reject)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,5 +1,6 @@
-"""The OpenAPI spec with the served model's sizes: once it is loaded, width, height and size list exactly the
-values the model makes, in place of the static 1..4096 bound the request models carry before anything is loaded.
+"""The OpenAPI spec as served: once the model is loaded, width, height and size list exactly the values it makes
+(in place of the static 1..4096 bound the request models carry before anything is loaded); on a server with API
+keys, the routes that need one say so (a Bearer security scheme).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from server.auth import OPEN_PATHS
 from server.params import served_sizes
 from server.service import GenerationService
 
@@ -38,20 +40,29 @@ def sized_openapi(schema: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
     return schema
 
 
-def install_sized_openapi(app: FastAPI, service: GenerationService) -> None:
+def require_keys(schema: dict[str, Any]) -> dict[str, Any]:
+    """Mark every operation but the open ones (server.auth.OPEN_PATHS) as needing a Bearer API key."""
+    schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, operations in schema.get("paths", {}).items():
+        if path not in OPEN_PATHS:
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+    return schema
+
+
+def install_openapi(app: FastAPI, service: GenerationService, keyed: bool) -> None:
     """app.openapi answers the generic spec while loading, then (cached) the one with the model's sizes."""
     generic: Callable[[], dict[str, Any]] = app.openapi  # FastAPI's: caches in app.openapi_schema
-
-    sized: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None
 
     def openapi() -> dict[str, Any]:
-        nonlocal sized
-        if sized is None:
+        nonlocal final
+        if final is None:
             app.openapi_schema = None  # the generic one is rebuilt until the model is known
-            schema = generic()
+            schema = require_keys(generic()) if keyed else generic()
             if service.state not in ("ready", "draining") or service.pipeline is None:
                 return schema
-            sized = app.openapi_schema = sized_openapi(schema, served_sizes(service.pipeline.info))
-        return sized
+            final = app.openapi_schema = sized_openapi(schema, served_sizes(service.pipeline.info))
+        return final
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -153,3 +153,12 @@ def test_a_missing_or_empty_key_file_fails_at_start_naming_it(tmp_path: Path) ->
 
 def test_without_keys_the_routes_are_open(live_server) -> None:
     assert httpx.get(live_server.url + "/v1/models").status_code == 200
+
+
+def test_the_spec_says_which_routes_need_a_key(server) -> None:
+    spec = httpx.get(server.url + "/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    for path in ("/generate", "/v1/images/generations", "/sdapi/v1/txt2img"):
+        assert spec["paths"][path]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"] and "security" not in spec["paths"]["/metrics"]["get"]
+    assert "401" in spec["paths"]["/generate"]["post"]["responses"]
