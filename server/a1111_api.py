@@ -24,7 +24,7 @@ from server.schemas import (
     A1111Txt2ImgResponse,
     SamplingFields,
 )
-from server.service import GenerationService
+from server.service import Generation, GenerationService
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111"])
 
@@ -52,26 +52,34 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgRe
     """A1111's txt2img: seed -1 is random; steps past the sampler's maximum run the maximum (info says so)."""
     service: GenerationService = request.app.state.service
     _refuse_what_cannot_be_honoured(body)
-    steps = min(body.steps, MAX_STEPS)  # A1111 clients default to 20-50 steps: refusing them would break them all
     sampling = SamplingFields(
         prompt=body.prompt,
-        steps=steps,
+        steps=min(body.steps, MAX_STEPS),  # A1111 clients default to 20-50 steps: refusing them would break them all
         seed=None if body.seed == -1 else body.seed,
         guidance_scale=body.cfg_scale,
         gamma=body.gamma,
     )
-    # batch_size x n_iter images, image i with seed + i as A1111 numbers them, run in requests of at most
-    # MAX_IMAGES: the first one fixes the seed (-1: random), the rest go at once and batch together.
+    runs = await _generate_all(service, sampling, body)
+    info = _info(body, runs, service.settings.served_model_name)
+    images = [data for run in runs for data, _ in run.b64_pngs()] if body.send_images else []
+    return A1111Txt2ImgResponse(images=images, parameters=body.model_dump(), info=json.dumps(info))
+
+
+async def _generate_all(
+    service: GenerationService, sampling: SamplingFields, body: A1111Txt2ImgRequest
+) -> list[Generation]:
+    """batch_size x n_iter images, image i with seed + i as A1111 numbers them, in requests of at most MAX_IMAGES:
+    the first fixes the seed (-1: random), the rest go at once and batch together."""
     total, size = body.batch_size * body.n_iter, {"width": body.width, "height": body.height}
-    runs = [await generate(service, sampling, n=min(total, MAX_IMAGES), **size)]
-    first_seed = runs[0].params.first.seed
+    first = await generate(service, sampling, n=min(total, MAX_IMAGES), **size)
+    seed = first.params.first.seed
     try:
         async with asyncio.TaskGroup() as group:  # one failing cancels the others
             rest = [
                 group.create_task(
                     generate(
                         service,
-                        sampling.model_copy(update={"seed": first_seed + start}),
+                        sampling.model_copy(update={"seed": seed + start}),
                         n=min(MAX_IMAGES, total - start),
                         **size,
                     )
@@ -80,16 +88,20 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgRe
             ]
     except ExceptionGroup as failed:  # the first refusal (429, 504, ...) as it is
         raise failed.exceptions[0] from None
-    runs += [task.result() for task in rest]
+    return [first, *(task.result() for task in rest)]
+
+
+def _info(body: A1111Txt2ImgRequest, runs: list[Generation], name: str) -> dict[str, Any]:
+    """A1111's `info`: what was generated, the steps really run and the ones asked for."""
     first = runs[0].params.first
     seeds = [seed for run in runs for seed in run.params.seeds]
-    n, name = len(seeds), service.settings.served_model_name
+    n = len(seeds)
     infotexts = [
         f"{body.prompt}\nSteps: {first.steps}, Sampler: {A1111_SAMPLER}, CFG scale: {first.guidance_scale:g}, "
         f"Seed: {seed}, Size: {first.width}x{first.height}, Model: {name}"
         for seed in seeds
     ]
-    info: dict[str, Any] = {
+    return {
         "prompt": body.prompt,
         "all_prompts": [body.prompt] * n,
         "negative_prompt": body.negative_prompt,
@@ -117,8 +129,6 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgRe
         "batch_sizes": [size for run in runs for size in run.result.batch_sizes],
         "version": "scott-serve",
     }
-    images = [data for run in runs for data, _ in run.b64_pngs()] if body.send_images else []
-    return A1111Txt2ImgResponse(images=images, parameters=body.model_dump(), info=json.dumps(info))
 
 
 @router.get("/sd-models", response_model=list[A1111Model], responses=documented(401, 429))
