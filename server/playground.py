@@ -13,8 +13,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from scott.pipeline import MAX_STEPS
+from server.errors import documented
 from server.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS
-from server.schemas import ErrorResponse
+from server.params import served_sizes
 from server.service import GenerationService
 
 router = APIRouter()
@@ -49,7 +50,7 @@ async def playground() -> HTMLResponse:
     return HTMLResponse(_page(), headers={"Cache-Control": "no-store"})
 
 
-@router.get("/info", response_model=ModelSummary, responses={503: {"model": ErrorResponse}})
+@router.get("/info", response_model=ModelSummary, responses=documented(401, 429, 503))
 async def info(request: Request) -> ModelSummary:
     """The served model's sizes, defaults and limits; 503 until it is loaded."""
     service: GenerationService = request.app.state.service
@@ -59,7 +60,7 @@ async def info(request: Request) -> ModelSummary:
         backend=service.pipeline.backend.name,
         precision=service.pipeline.backend.precision,
         decoder=model.decoder,
-        sizes=[side for side in range(model.min_size, model.max_size + 1) if side % model.size_multiple == 0],
+        sizes=served_sizes(model),
         default_size=model.default_size,
         default_steps=model.default_steps,
         max_steps=MAX_STEPS,

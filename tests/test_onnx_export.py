@@ -233,5 +233,5 @@ def test_an_fp16_export_computes_in_fp16_behind_fp32_inputs_and_outputs(exported
     latents = {"latents": np.random.default_rng(0).standard_normal((2, 4, 32, 32), dtype=np.float32)}
     (a,), (b,) = vae16.run(None, latents), vae32.run(None, latents)
     assert np.abs(a - b).max() < 5e-2
-    with pytest.raises(ValueError, match="fp32.*fp16.* is needed"):
+    with pytest.raises(ValueError, match=r"fp32.*fp16.* is needed"):
         resolve_onnx_dir(model, onnx_dir=out, precision="fp16")

@@ -151,7 +151,7 @@ def test_scott_serve_on_openvino_answers_over_http_with_the_backends_own_image(c
         info = httpx.get(f"{server.url}/info").json()
         metrics = httpx.get(f"{server.url}/metrics").text
     assert (info["backend"], info["precision"]) == ("openvino", "f32")
-    assert 'scott_backend_info{backend="openvino",device="cpu",precision="f32"} 1.0' in metrics
+    assert 'scott_backend_info{backend="openvino",decoder="full",device="cpu",precision="f32"} 1.0' in metrics
     assert response.status_code == 200, response.text
     served = base64.b64decode(response.json()["images"][0]["b64_png"])
     expected = openvino("f32", cache_dir).generate(requests(1, [0])).images[0]

@@ -25,7 +25,7 @@ SERIES = [
     'scott_rejections_total{reason="queue_full"}',
     'scott_dropped_jobs_total{reason="disconnected"}',
     "scott_ready 1.0",
-    'scott_backend_info{backend="torch",device="cpu",precision="f32"} 1.0',  # the live server's runtime
+    'scott_backend_info{backend="torch",decoder="full",device="cpu",precision="f32"} 1.0',  # the live server's runtime
 ]
 
 
