@@ -3,7 +3,8 @@
     locust -f loadtests/locustfile.py --headless -u 8 -r 2 -t 60s --host http://127.0.0.1:8000
     locust -f loadtests/locustfile.py,loadtests/shape.py --headless --host ...   # ramp up, hold, stop
 
-Options below also read LOCUST_* environment variables (e.g. LOCUST_IMAGE_STEPS=4, LOCUST_SLO_P95_MS=500).
+Options below also read LOCUST_* environment variables (e.g. LOCUST_IMAGE_STEPS=4, LOCUST_SLO_P95_MS=500);
+a server with API keys takes LOCUST_API_KEY (an environment variable keeps it off the command line).
 When Locust quits, the SLO gate (loadtests/slo.py) prints its table and sets the exit code: 0 pass, 1 fail.
 Talks HTTP only: needs Locust and this folder, not the server's code.
 """
@@ -40,6 +41,10 @@ def _arguments(parser: Any) -> None:
     parser.add_argument(
         "--image-format", default="png", choices=FORMATS, env_var="LOCUST_IMAGE_FORMAT", help="Accept: image/png|JSON"
     )
+    # Prefer the variable: a command line shows in `ps`. Masked in Locust's web UI.
+    parser.add_argument(
+        "--api-key", default=None, env_var="LOCUST_API_KEY", is_secret=True, help="the server's API key, if it has keys"
+    )
     parser.add_argument("--think-time", type=float, default=0.0, env_var="LOCUST_THINK_TIME", help="max s between")
     parser.add_argument("--request-timeout", type=float, default=120.0, env_var="LOCUST_REQUEST_TIMEOUT")
     parser.add_argument("--load-seed", type=int, default=0, env_var="LOCUST_LOAD_SEED", help="seeds the request mix")
@@ -58,6 +63,7 @@ class UserOptions:
     think_time: float = 0.0
     request_timeout: float = 120.0
     load_seed: int = 0
+    api_key: str | None = None  # sent as Authorization: Bearer KEY
 
     @classmethod
     def from_parsed(cls, parsed: Any) -> UserOptions:
@@ -102,10 +108,13 @@ class ImageUser(HttpUser):
         body = {"prompt": self.rng.choice(self.prompts), "steps": steps, "seed": self.rng.randrange(2**32)}
         want = self.options.image_format
         accept = "image/png" if want == "png" else "application/json"
+        headers = {"Accept": accept}
+        if self.options.api_key:
+            headers["Authorization"] = f"Bearer {self.options.api_key}"
         with self.client.post(
             "/generate",
             json=body,
-            headers={"Accept": accept},
+            headers=headers,
             name=f"/generate steps={steps}",
             timeout=self.options.request_timeout,
             catch_response=True,

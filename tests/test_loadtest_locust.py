@@ -77,6 +77,25 @@ def test_rejected_requests_count_as_failures(live_server, tmp_path: Path) -> Non
     assert errors and all("HTTP 422: steps" in error for error in errors)
 
 
+def test_a_server_with_api_keys_is_loaded_with_the_key(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from background_server import BackgroundServer
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    settings = ServerSettings(model_dir=tiny_model_dir, backend="torch", device="cpu", api_keys="load-key-0123456789")
+    for name in ("keyless", "keyed"):
+        (tmp_path / name).mkdir()
+    with BackgroundServer(create_app(settings)) as server:
+        keyless = locust(server.url, tmp_path / "keyless", "--image-steps", "1", seconds=2, users=1)
+        monkeypatch.setenv("LOCUST_API_KEY", "load-key-0123456789")
+        keyed = locust(server.url, tmp_path / "keyed", "--image-steps", "1", seconds=2, users=1)
+    assert keyless.returncode == 1 and "HTTP 401" in (tmp_path / "keyless" / "run_failures.csv").read_text()
+    assert keyed.returncode == 0, keyed.stdout + keyed.stderr
+    total = stats_rows(tmp_path / "keyed")["Aggregated"]
+    assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
+
+
 def test_runner_ramps_against_its_own_server_and_stops_it(tiny_model_dir: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "loadtests.run", "--model", str(tiny_model_dir), "--reports", str(tmp_path)]
     command += ["--users", "2", "--ramp-up", "1", "--ramp-hold", "3", "--image-steps", "1", "--slo-p95-ms", "60000"]
