@@ -1,9 +1,9 @@
 """The Dockerfile (parsed with BuildKit's own parser, linted with hadolint) and the image's health check script.
 
-No Docker engine runs here, so the images are never built in the tests: what can be checked without one is
-that the file parses and lints clean, that every final stage runs the server the way the code expects
-(settings, port, volume, non-root user, signals), that versions which must agree do, and that the health
-check script answers for a real server.
+Without a Docker engine: that the file parses and lints clean, that every final stage runs the server the way the
+code expects (settings, port, volume, non-root user, signals), that versions which must agree do, and that the
+health check script answers for a real server. tests/test_deploy_image.py builds and runs the CPU image where an
+engine can be had; the GPU image is checked only here (no CUDA base image can be pulled on the CI machines).
 """
 
 from __future__ import annotations
@@ -128,8 +128,17 @@ def test_torch_matches_the_makefile() -> None:
     makefile = (ROOT / "Makefile").read_text()
     pinned = re.search(r"^TORCH\s*\?=\s*torch==(\S+)", makefile, flags=re.MULTILINE)
     assert pinned and pinned.group(1) == args["TORCH_VERSION"]
+    # A user's build takes PyTorch's CPU index (a bare torch requirement would pull PyPI's CUDA build).
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     cpu_installs = " ".join(" ".join(c.value) for c in stage("cpu-base").all("RUN"))
-    assert "download.pytorch.org/whl/cpu" in cpu_installs and '"torch==${TORCH_VERSION}"' in cpu_installs
+    assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in cpu_installs
+
+
+def test_no_syntax_directive() -> None:
+    # `# syntax=docker/dockerfile:...` makes BuildKit pull the frontend from Docker Hub before anything else: the
+    # build then fails without a registry (found building it on a machine without one); the built-in one suffices.
+    head = (ROOT / "Dockerfile").read_text().split("\nFROM", 1)[0]
+    assert not re.search(r"^#\s*syntax\s*=", head, flags=re.MULTILINE | re.IGNORECASE)
 
 
 def test_copied_sources_exist_and_are_in_the_build_context() -> None:
@@ -139,15 +148,33 @@ def test_copied_sources_exist_and_are_in_the_build_context() -> None:
         if line.strip() and not line.startswith("#")
     ]
     _, stages = parsed()
+    sources = []
     for st in stages.values():
         for command in st.all("COPY"):
-            if any(flag.startswith("--from=") for flag in command.flags):
-                continue
-            for source in command.value[:-1]:
-                path = source.rstrip("/")
-                assert (ROOT / path).exists(), f"COPY {source}: no such path"
-                hits = [p for p in ignore if not p.startswith("!") and _ignored(path, p)]
-                assert not hits, f"COPY {source} is excluded from the build context by .dockerignore {hits}"
+            if not any(flag.startswith("--from=") for flag in command.flags):
+                sources += [(f"COPY {source}", source) for source in command.value[:-1]]
+        for mount in context_binds(st):
+            sources.append((f"RUN --mount {mount}", mount.get("source", ".")))
+    assert sources
+    for what, source in sources:
+        path = source.rstrip("/")
+        assert (ROOT / path).exists(), f"{what}: no such path"
+        hits = [p for p in ignore if not p.startswith("!") and _ignored(path, p)]
+        assert not hits, f"{what} is excluded from the build context by .dockerignore {hits}"
+
+
+def mounts(command) -> list[dict[str, str]]:
+    """The --mount options of a RUN, as key -> value."""
+    out = []
+    for flag in command.flags:
+        if flag.startswith("--mount="):
+            out.append(dict(part.partition("=")[::2] for part in flag.removeprefix("--mount=").split(",")))
+    return out
+
+
+def context_binds(st: Stage) -> list[dict[str, str]]:
+    """The bind mounts of the build context (not of another stage) in a stage's RUNs."""
+    return [m for c in st.all("RUN") for m in mounts(c) if m.get("type") == "bind" and "from" not in m]
 
 
 def _ignored(path: str, pattern: str) -> bool:
@@ -160,11 +187,17 @@ def _ignored(path: str, pattern: str) -> bool:
 
 
 def test_model_stage_checks_the_committed_model_and_exports_it() -> None:
-    script = " ".join(" ".join(c.value) for c in stage("model").all("RUN"))
-    assert "m=models/scott-tiny" in script
+    model = stage("model")
+    script = " ".join(" ".join(c.value) for c in model.all("RUN"))
+    assert "m=/opt/scott/models/scott-tiny" in script
     assert 'test -f "$m/model_index.json"' in script and "make-model" not in script  # the committed model
     assert 'scott export --model "$m" --out "$m/onnx"' in script
     assert "scott generate" in script, "one real generation proves the baked model and export load"
+    # Written by root (the export's files 0600): the server's unprivileged user must be able to read them all.
+    assert "chmod -R a+rX" in script
+    binds = {m["source"]: m["target"] for m in context_binds(model)}
+    assert binds == {"models": "/ctx/models", "deploy/docker/healthcheck.py": "/ctx/healthcheck.py"}
+    assert "cp -R /ctx/models /ctx/healthcheck.py /opt/scott/" in script
 
 
 # -- the final stages --------------------------------------------------------------------------------------
@@ -199,9 +232,13 @@ def test_final_stage_carries_the_model_and_health_check(name: str) -> None:
     for index, command in enumerate(st.commands):
         if command.cmd == "COPY":
             copies[str(st.workdir_at(index) / command.value[-1])] = (command.flags, command.value[0])
-    assert copies["/opt/scott/models"] == (("--from=model",), "/opt/scott/models")
+    # The model stage's /opt/scott (the model, its export, healthcheck.py): the CPU image is built on that stage, the
+    # GPU image copies it in one layer.
+    if name == "cpu":
+        assert st.base == "model" and not copies
+    else:
+        assert copies == {"/opt/scott": (("--from=model",), "/opt/scott")}
     assert PurePosixPath(env["SCOTT_MODEL_DIR"]).parent == PurePosixPath("/opt/scott/models")
-    assert copies["/opt/scott/healthcheck.py"] == ((), "deploy/docker/healthcheck.py")
     (check,) = st.all("HEALTHCHECK")
     assert check.json and check.value == ("CMD", "python", "/opt/scott/healthcheck.py", "/readyz")
     assert any(flag.startswith("--start-period=") for flag in check.flags)
