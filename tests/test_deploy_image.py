@@ -4,7 +4,7 @@ Where a Docker engine can be had (one answers, or root on Linux starts Debian's 
 what is missing): `docker build --target cpu .` with the registry images swapped through build arguments for local
 stand-ins (tests/docker_engine.py), then the image run as `docker run` runs it (health check, a real PNG, the cache
 volume, SIGTERM's drain, a second start on the same volume), then `docker-compose -f docker-compose.yml -f
-docker-compose.cpu.yml up` with Prometheus scraping the server. Numbers go to the terminal summary (-rA).
+docker-compose.cpu.yml up` with Prometheus scraping the server. The numbers (build, size, starts) print at the end.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ def report_numbers(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if NUMBERS:
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
         line = "deploy image: " + ", ".join(f"{k} {v}" for k, v in NUMBERS.items())
-        if reporter is not None:
-            reporter.write_line(line)
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():  # shown in `make test`'s -q output too
+                reporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
