@@ -68,6 +68,15 @@ class Engine:
             raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
+    def require_free_space(self, gigabytes: float) -> None:
+        """Skip unless the engine's data root has this much free disk (a build that runs out fails far less clearly)."""
+        root = self.run("info", "--format", "{{.DockerRootDir}}").stdout.strip()
+        if not os.path.isdir(root):  # a remote engine: its disk is not ours to see
+            return
+        free = shutil.disk_usage(root).free / 1e9
+        if free < gigabytes:
+            pytest.skip(f"{gigabytes:.0f} GB of free disk needed in Docker's data root {root}, {free:.1f} GB free")
+
     def has_image(self, tag: str) -> bool:
         return self.run("image", "inspect", tag, check=False).returncode == 0
 
