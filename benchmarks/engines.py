@@ -8,10 +8,11 @@ Stages: text encoder, one UNet call, VAE decode. End to end: TextToImagePipeline
 steps. Each backend runs with the full VAE decoder and, where the model has one (vae_tiny/), the tiny decoder
 (rows "... tiny"; --decoders). Peers on the same weights: diffusers' LatentConsistencyModelPipeline (fp32 on the
 CPU, fp16 on CUDA) and, with --optimum-python, optimum-intel's OpenVINO LCM pipeline (benchmarks/optimum_peer.py, in
-its own venv, same threads). Times are medians of --repeats runs after --warmup runs. Target lines: the
-CPU default (openvino) >= 3x diffusers and >= 1.2x optimum-intel at batch 1, 1 step; >= 1.1x optimum-intel
-at batch 8, 4 steps; with the tiny decoder, at batch 1, 1 step: its VAE decode >= 3x and end to end >= 1.4x
-faster than the full decoder's.
+its own venv, same threads). Times are medians of --repeats runs after --warmup runs, in rounds that run every
+pipeline 5 times back to back (ratios hold on a shared machine; optimum-intel runs apart, in its own process).
+Target lines: the CPU default (openvino) >= 3x diffusers and >= 1.2x optimum-intel at batch 1, 1 step; >= 1.1x
+optimum-intel at batch 8, 4 steps; with the tiny decoder, at batch 1, 1 step: its VAE decode >= 3x and end to end
+>= 1.4x faster than the full decoder's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -45,17 +47,25 @@ TARGETS = (("diffusers", 1, 1, 3.0), ("optimum-intel", 1, 1, 1.2), ("optimum-int
 TINY_TARGETS = {"vae": 3.0, "e2e": 1.4}  # tiny over full decoder, CPU default backend, batch 1, 1 step
 
 
-def median_ms(fn: Callable[[], object], sync: Callable[[], None], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
+def interleaved_ms(
+    calls: dict[Any, tuple[Callable[[], object], Callable[[], None]]], warmup: int, repeats: int, block: int = 5
+) -> dict[Any, float]:
+    """Median ms of each (call, sync) over `repeats` runs, timed in rounds that run every call `block` times back to
+    back: load that comes and goes on a shared machine lands on all of them alike, so their ratios hold even when the
+    absolute times do not, and each call still runs warm, as a busy server's do."""
+    times: dict[Any, list[float]] = {key: [] for key in calls}
+    for fn, sync in calls.values():
+        for _ in range(warmup):
+            fn()
         sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    while any(len(t) < repeats for t in times.values()):
+        for key, (fn, sync) in calls.items():
+            for _ in range(min(block, repeats - len(times[key]))):
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(t) * 1e3 for key, t in times.items()}
 
 
 def requests(batch: int, steps: int, size: int) -> list[ImageRequest]:
@@ -67,7 +77,7 @@ def requests(batch: int, steps: int, size: int) -> list[ImageRequest]:
     ]
 
 
-def stage_times(pipe: TextToImagePipeline, batch: int, size: int, warmup: int, repeats: int) -> dict[str, float]:
+def stage_calls(pipe: TextToImagePipeline, batch: int, size: int) -> dict[str, Callable[[], object]]:
     backend, info = pipe.backend, pipe.info
     device = backend.device
     ids, _ = pipe.tokenize([f"prompt {i}" for i in range(batch)])
@@ -81,11 +91,10 @@ def stage_times(pipe: TextToImagePipeline, batch: int, size: int, warmup: int, r
         from scott.schedule import guidance_scale_embedding
 
         cond = guidance_scale_embedding(torch.full((batch,), GUIDANCE), info.guidance_embedding_dim).to(device)
-    sync = backend.synchronize
     return {
-        "text": median_ms(lambda: backend.encode_text(ids), sync, warmup, repeats),
-        "unet": median_ms(lambda: backend.predict(latents, timesteps, text, cond), sync, warmup, repeats),
-        "vae": median_ms(lambda: backend.decode(latents), sync, warmup, repeats),
+        "text": lambda: backend.encode_text(ids),
+        "unet": lambda: backend.predict(latents, timesteps, text, cond),
+        "vae": lambda: backend.decode(latents),
     }
 
 
@@ -157,26 +166,27 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("backend", "decoder", "batch", "text encoder", "UNet step", "VAE decode"):
         stages.add_column(column, justify="left" if column in ("backend", "decoder") else "right")
     stage_ms: dict[tuple[str, int], dict[str, float]] = {}
+    for batch in batches:  # every pipeline's stages of one batch size in the same rounds
+        calls = {
+            (name, stage): (fn, pipe.backend.synchronize)
+            for name, pipe in pipelines.items()
+            for stage, fn in stage_calls(pipe, batch, size).items()
+        }
+        for (name, stage), ms in interleaved_ms(calls, args.warmup, args.repeats).items():
+            stage_ms.setdefault((name, batch), {})[stage] = ms
     for name, pipe in pipelines.items():
         for batch in batches:
-            t = stage_ms[(name, batch)] = stage_times(pipe, batch, size, args.warmup, args.repeats)
+            t = stage_ms[(name, batch)]
             row = [name.removesuffix(" tiny"), pipe.info.decoder, str(batch)]
             stages.add_row(*row, f"{t['text']:.2f}", f"{t['unet']:.2f}", f"{t['vae']:.2f}")
     console.print(stages)
 
-    e2e: dict[str, dict[tuple[int, int], float]] = {}
-    for name, pipe in pipelines.items():
-        sync = pipe.backend.synchronize
-        e2e[name] = {
-            (b, s): median_ms(
-                lambda p=pipe, b=b, s=s: p.generate(requests(b, s, size)), sync, args.warmup, args.repeats
-            )
-            for b in batches
-            for s in step_counts
-        }
+    e2e_calls: dict[str, Callable[[int, int], object]] = {
+        name: lambda b, s, p=pipe: p.generate(requests(b, s, size)) for name, pipe in pipelines.items()
+    }
+    syncs = {name: pipe.backend.synchronize for name, pipe in pipelines.items()}
     if not args.no_diffusers:
         peer = diffusers_peer(model_dir, device)
-        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
         def run_peer(b: int, s: int) -> object:
             generator = [torch.Generator().manual_seed(i) for i in range(b)]
@@ -184,11 +194,14 @@ def main(argv: list[str] | None = None) -> int:
             options = {"num_inference_steps": s, "guidance_scale": GUIDANCE, "height": size, "width": size}
             return peer(prompts, generator=generator, output_type="np", **options)
 
-        e2e["diffusers"] = {
-            (b, s): median_ms(lambda b=b, s=s: run_peer(b, s), sync, args.warmup, args.repeats)
-            for b in batches
-            for s in step_counts
-        }
+        e2e_calls["diffusers"] = run_peer
+        syncs["diffusers"] = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    e2e: dict[str, dict[tuple[int, int], float]] = {name: {} for name in e2e_calls}
+    for b in batches:  # every pipeline (and diffusers) at one batch and step count in the same rounds
+        for s in step_counts:
+            calls = {name: (lambda f=fn, b=b, s=s: f(b, s), syncs[name]) for name, fn in e2e_calls.items()}
+            for name, ms in interleaved_ms(calls, args.warmup, args.repeats).items():
+                e2e[name][(b, s)] = ms
 
     if args.optimum_python:
         script = Path(__file__).with_name("optimum_peer.py")
