@@ -10,6 +10,7 @@ docker-compose.cpu.yml up` with Prometheus scraping the server. The numbers (bui
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -320,7 +321,8 @@ def test_compose_stack_is_scraped_by_prometheus(engine: Engine, image: str, base
         state = server.inspect()["State"]
         assert not state["Running"] and state["ExitCode"] == 0, state
     except BaseException:
-        print(engine.exec([*compose, "logs", "--no-color", "--tail", "80"], env=env, check=False).stdout)
+        with contextlib.suppress(Exception):  # the logs help; a failure to get them must not hide the error
+            print(engine.exec([*compose, "logs", "--no-color", "--tail", "80"], env=env, check=False).stdout)
         raise
     finally:
         engine.exec([*compose, "down", "-v", "--timeout", str(STOP_GRACE_S)], env=env, check=False, timeout=300)
