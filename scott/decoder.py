@@ -52,7 +52,8 @@ FULL_DECODER = DecoderChoice(FULL)
 
 
 def resolve_decoder(model_dir: str | Path, spec: str | Path | None) -> DecoderChoice:
-    """`full` (or None), `tiny` (the model folder's vae_tiny/) or the path of an AutoencoderTiny folder."""
+    """`full` (or None), `tiny` (the model folder's vae_tiny/) or the path of an AutoencoderTiny folder; a tiny
+    decoder that does not fit the model's VAE raises DecoderMismatch here, from the configs, before any work."""
     if spec is None or str(spec) == FULL:
         return FULL_DECODER
     model_dir = Path(model_dir)
@@ -68,9 +69,13 @@ def resolve_decoder(model_dir: str | Path, spec: str | Path | None) -> DecoderCh
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"--decoder {path.name}: not a diffusers model folder (no config.json)")
-    found = json.loads(config_file.read_text()).get("_class_name")
-    if found != "AutoencoderTiny":
+    config = json.loads(config_file.read_text())
+    if config.get("_class_name") != "AutoencoderTiny":
+        found = config.get("_class_name")
         raise DecoderMismatch(f"--decoder {path.name}: an AutoencoderTiny folder is needed, this one holds {found}")
+    vae_config = model_dir / "vae" / "config.json"
+    if vae_config.is_file():  # else the model's own loading says what is missing
+        check_fits(AutoencoderTiny.from_config(config).config, json.loads(vae_config.read_text()))
     return DecoderChoice(TINY, path)
 
 
@@ -81,15 +86,17 @@ def spatial_factor(config: Any) -> int:
     return 2 ** (len(config["block_out_channels"]) - 1)
 
 
-def check_fits(tiny: AutoencoderTiny, vae: AutoencoderKL) -> None:
-    """Raise DecoderMismatch unless the tiny decoder takes the VAE's latents and makes images of the same size."""
+def check_fits(tiny: Any, vae: Any) -> None:
+    """Raise DecoderMismatch unless the tiny decoder takes the VAE's latents and makes images of the same size.
+
+    tiny, vae: their configs (a module's .config or the config.json as a dict)."""
     problems = []
-    if tiny.config.latent_channels != vae.config.latent_channels:
-        problems.append(f"{tiny.config.latent_channels} latent channels, the model has {vae.config.latent_channels}")
-    if spatial_factor(tiny.config) != spatial_factor(vae.config):
-        problems.append(f"upsamples {spatial_factor(tiny.config)}x, the model's VAE {spatial_factor(vae.config)}x")
-    if tiny.config.out_channels != 3:
-        problems.append(f"makes {tiny.config.out_channels}-channel images, not RGB")
+    if tiny["latent_channels"] != vae["latent_channels"]:
+        problems.append(f"{tiny['latent_channels']} latent channels, the model has {vae['latent_channels']}")
+    if spatial_factor(tiny) != spatial_factor(vae):
+        problems.append(f"upsamples {spatial_factor(tiny)}x, the model's VAE {spatial_factor(vae)}x")
+    if tiny["out_channels"] != 3:
+        problems.append(f"makes {tiny['out_channels']}-channel images, not RGB")
     if problems:
         raise DecoderMismatch("the tiny decoder does not fit this model: " + "; ".join(problems))
 
@@ -104,7 +111,7 @@ def build_tiny_decoder(vae: AutoencoderKL, arch: dict[str, Any], seed: int = 0) 
     torch.manual_seed(seed)
     config = {**SMALLEST_ENCODER, "latent_channels": int(vae.config.latent_channels), **arch}
     tiny = AutoencoderTiny.from_config(config)
-    check_fits(tiny, vae)
+    check_fits(tiny.config, vae.config)
     return tiny.eval()
 
 
@@ -113,5 +120,5 @@ def load_tiny_decoder(choice: DecoderChoice, vae: AutoencoderKL, dtype: torch.dt
     if choice.path is None:
         raise ValueError("the full decoder has no tiny folder to load")
     tiny = AutoencoderTiny.from_pretrained(str(choice.path), torch_dtype=dtype, local_files_only=True)
-    check_fits(tiny, vae)
+    check_fits(tiny.config, vae.config)
     return tiny.eval().requires_grad_(False)
