@@ -470,6 +470,7 @@ def resolve_onnx_dir(
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        scratch.chmod(0o755)  # mkdtemp's 0700 would keep the export from a server running as another user
         try:
             export_onnx(model_dir, scratch, log=log, precision=precision, decoder=decoder)
             shutil.rmtree(target, ignore_errors=True)  # a partial folder from a crashed export

@@ -16,11 +16,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path`; once the block has written it, it replaces `path` in one rename.
 
     The temporary name is unique (not derived from the PID, which is 1 in every container), so concurrent
-    writers never share one; if the block fails, the temporary file is removed and `path` is untouched.
+    writers never share one; if the block fails, the temporary file is removed and `path` is untouched. The file is
+    world-readable (0644), as a plain write under the usual umask would be.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp makes it 0600: a cache written by one user (a build, an init container) must be readable by another.
+    os.fchmod(fd, 0o644)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -217,6 +217,10 @@ def test_an_fp16_export_computes_in_fp16_behind_fp32_inputs_and_outputs(exported
     assert root == cache / "onnx" / f"{model_fingerprint(model)[:16]}-fp16"
     export = OnnxExport.read(root)
     assert export.precision == "fp16" and OnnxExport.read(out).precision == "fp32"
+    # The cache is readable by a server running as another user (the Docker image's uid 10001, a shared volume):
+    # mkdtemp and mkstemp would leave the folder 0700 and the manifest 0600.
+    for path in (root, root / "manifest.json", export.path("unet")):
+        assert path.stat().st_mode & 0o044 == 0o044, (path, oct(path.stat().st_mode))
     assert all(n["max_abs_error"] <= 5e-2 for n in export.manifest["networks"].values())
     for name in NETWORKS:
         graph = onnx.load(str(export.path(name)))
