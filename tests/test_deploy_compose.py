@@ -155,6 +155,8 @@ def test_server_environment_is_read_by_the_server(stack: str, monkeypatch: pytes
     settings = settings_from_env(env, monkeypatch)  # raises if a value does not validate
     assert env["SCOTT_CACHE_DIR"] == CACHE_DIR
     assert settings.port in container_ports(server), "the published port must be the one the server listens on"
+    # API keys come from the host's environment (never from the file); unset, the server has none.
+    assert env["SCOTT_API_KEYS"] == "" and settings.api_key_values() == ()
 
 
 @pytest.mark.parametrize("stack", STACKS)
