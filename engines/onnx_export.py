@@ -40,7 +40,7 @@ from engines.shapes import (
     network_specs,
 )
 from scott.atomic import write_json_atomic
-from scott.decoder import FULL_DECODER, DecoderChoice
+from scott.decoder import FULL_DECODER, DecoderChoice, latent_scaling
 from scott.models import SUBFOLDERS, ModelBundle, load_model
 from scott.pipeline import ModelInfo
 from scott.schedule import guidance_scale_embedding
@@ -101,9 +101,7 @@ class VaeDecoderGraph(torch.nn.Module):
     def __init__(self, vae: torch.nn.Module) -> None:
         super().__init__()
         self.vae = vae
-        self.scaling = float(vae.config.scaling_factor)
-        shift = getattr(vae.config, "shift_factor", None)
-        self.shift = float(shift) if shift is not None else 0.0
+        self.scaling, self.shift = latent_scaling(vae.config)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         # As TorchBackend.decode: latents / scaling_factor + shift_factor.

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import torch
 
+from scott.decoder import latent_scaling
 from scott.models import ModelBundle
 
 
@@ -57,9 +58,7 @@ class ModuleBackend:
         self.text_encoder = bundle.text_encoder.to(device=self.device).eval()
         self.unet = bundle.unet.to(device=self.device).eval()
         self.vae = bundle.decoder.to(device=self.device).eval()  # the full VAE or a tiny decoder: same decode()
-        self.vae_scaling = float(self.vae.config.scaling_factor)
-        shift = getattr(self.vae.config, "shift_factor", None)
-        self.vae_shift = float(shift) if shift is not None else 0.0
+        self.vae_scaling, self.vae_shift = latent_scaling(self.vae.config)
         # What the public methods call; a subclass may wrap them (CUDA graphs).
         self._text_call = self._text_forward
         self._unet_call = self._unet_forward

@@ -79,6 +79,13 @@ def resolve_decoder(model_dir: str | Path, spec: str | Path | None) -> DecoderCh
     return DecoderChoice(TINY, path)
 
 
+def latent_scaling(config: Any) -> tuple[float, float]:
+    """(scaling_factor, shift_factor) of a VAE or tiny decoder config: a decoder takes latents / scaling_factor +
+    shift_factor, as diffusers' pipelines hand them to it (and an encoder's latents are (z - shift) * scaling)."""
+    shift = config.get("shift_factor")
+    return float(config["scaling_factor"]), float(shift) if shift is not None else 0.0
+
+
 def spatial_factor(config: Any) -> int:
     """How many pixels one latent cell becomes along a side, for an AutoencoderKL or AutoencoderTiny config."""
     if "decoder_block_out_channels" in config:  # AutoencoderTiny: one upsampling between decoder stages

@@ -24,7 +24,7 @@ from diffusers import AutoencoderTiny
 
 from scott.data.dataset import make_batch
 from scott.data.samples import TRAIN_CAPTIONS, sample
-from scott.decoder import TINY_SUBFOLDER, build_tiny_decoder
+from scott.decoder import TINY_SUBFOLDER, build_tiny_decoder, latent_scaling
 from scott.eval.psnr import psnr
 from scott.images import to_uint8
 from scott.models import ModelBundle, load_model
@@ -32,7 +32,7 @@ from scott.pipeline import ImageRequest, TextToImagePipeline
 from scott.recipe.config import RecipeConfig, TinyDecoderConfig, load_config
 from scott.recipe.loop import Schedule, Trainable, train
 from scott.recipe.stage import StageDir
-from scott.recipe.vae import _edges
+from scott.recipe.vae import edge_l1
 from scott.train.log import say
 from scott.train.rng import keyed_generator
 
@@ -44,7 +44,7 @@ class DecoderTargets:
 
     def __init__(self, bundle: ModelBundle, cfg: TinyDecoderConfig) -> None:
         self.cfg, self.vae = cfg, bundle.vae
-        self.scaling = float(bundle.vae.config.scaling_factor)
+        self.scaling, self.shift = latent_scaling(bundle.vae.config)
         self.pipeline = TextToImagePipeline.from_bundle(bundle)
         self.size = self.pipeline.info.default_size
 
@@ -53,7 +53,7 @@ class DecoderTargets:
         """Diffusion latents of images start.. of a split: posterior samples, or the means when generator is None."""
         dist = self.vae.encode(make_batch(split, start, count).images).latent_dist
         z = dist.mean if generator is None else dist.sample(generator=generator)
-        return z * self.scaling
+        return (z - self.shift) * self.scaling
 
     @torch.no_grad()
     def student_latents(
@@ -73,13 +73,13 @@ class DecoderTargets:
     @torch.no_grad()
     def full_images(self, latents: torch.Tensor) -> torch.Tensor:
         """What the served full decoder shows for these latents, in [-1, 1]."""
-        return self.vae.decode(latents / self.scaling).sample.clamp(-1, 1)
+        return self.vae.decode(latents / self.scaling + self.shift).sample.clamp(-1, 1)
 
 
 def tiny_decode(tiny: AutoencoderTiny, latents: torch.Tensor) -> torch.Tensor:
     """As scott.backend.ModuleBackend.decode does for any decoder."""
-    shift = float(getattr(tiny.config, "shift_factor", 0.0) or 0.0)
-    return tiny.decode(latents / float(tiny.config.scaling_factor) + shift).sample
+    scaling, shift = latent_scaling(tiny.config)
+    return tiny.decode(latents / scaling + shift).sample
 
 
 def decoder_loss(
@@ -87,7 +87,7 @@ def decoder_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     image = tiny_decode(tiny, latents)
     l1, l2 = (image - target).abs().mean(), (image - target).pow(2).mean()
-    edge = sum((a - b).abs().mean() for a, b in zip(_edges(image), _edges(target), strict=True))
+    edge = edge_l1(image, target)
     loss = l1 + cfg.l2_weight * l2 + cfg.edge_weight * edge
     return loss, {"l1": l1.item(), "l2": l2.item(), "edge": float(edge.item())}
 
