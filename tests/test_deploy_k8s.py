@@ -120,10 +120,21 @@ def server_container(layout: str) -> dict[str, Any]:
     return container
 
 
+SECRET_ENV = {"SCOTT_API_KEYS"}  # from a Secret, never literal in a manifest
+
+
 def container_env(layout: str) -> dict[str, str]:
-    env = server_container(layout)["env"]
-    assert all("value" in e for e in env), "every SCOTT_* value must be literal, so it can be checked here"
+    env = [e for e in server_container(layout)["env"] if e["name"] not in SECRET_ENV]
+    assert all("value" in e for e in env), "every other SCOTT_* value must be literal, so it can be checked here"
     return {e["name"]: e["value"] for e in env}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_api_keys_come_from_an_optional_secret(layout: str) -> None:
+    (keys,) = [e for e in server_container(layout)["env"] if e["name"] == "SCOTT_API_KEYS"]
+    assert "value" not in keys and not unknown_env({keys["name"]: ""})
+    ref = keys["valueFrom"]["secretKeyRef"]
+    assert ref["optional"] is True and ref["name"] == "scott-serve-api-keys" and ref["key"] == "keys"
 
 
 # -- schemas -----------------------------------------------------------------------------------------------
