@@ -9,7 +9,7 @@ steps. Each backend runs with the full VAE decoder and, where the model has one 
 (rows "... tiny"; --decoders). Peers on the same weights: diffusers' LatentConsistencyModelPipeline (fp32 on the
 CPU, fp16 on CUDA) and, with --optimum-python, optimum-intel's OpenVINO LCM pipeline (benchmarks/optimum_peer.py, in
 its own venv, same threads). Times are medians of --repeats runs after --warmup runs, in rounds that run every
-pipeline 5 times back to back (ratios hold on a shared machine; optimum-intel runs apart, in its own process).
+pipeline 10 times back to back (ratios hold on a shared machine; optimum-intel runs apart, in its own process).
 Target lines: the CPU default (openvino) >= 3x diffusers and >= 1.2x optimum-intel at batch 1, 1 step; >= 1.1x
 optimum-intel at batch 8, 4 steps; with the tiny decoder, at batch 1, 1 step: its VAE decode >= 3x and end to end
 >= 1.4x faster than the full decoder's.
@@ -48,7 +48,7 @@ TINY_TARGETS = {"vae": 3.0, "e2e": 1.4}  # tiny over full decoder, CPU default b
 
 
 def interleaved_ms(
-    calls: dict[Any, tuple[Callable[[], object], Callable[[], None]]], warmup: int, repeats: int, block: int = 5
+    calls: dict[Any, tuple[Callable[[], object], Callable[[], None]]], warmup: int, repeats: int, block: int = 10
 ) -> dict[Any, float]:
     """Median ms of each (call, sync) over `repeats` runs, timed in rounds that run every call `block` times back to
     back: load that comes and goes on a shared machine lands on all of them alike, so their ratios hold even when the
