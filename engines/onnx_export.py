@@ -273,7 +273,7 @@ def export_onnx(
     dims = model_dims(bundle, info)
     specs = network_specs(dims)
     modules = graph_modules(bundle)
-    vae_graph = VaeDecoderGraph(bundle.decoder)  # its latent scaling, for the manifest
+    scaling, shift = latent_scaling(bundle.decoder.config)  # for the manifest
     # Two shapes: batch 2 at the default size, batch 1 non-square at the smallest: both dynamic axes run.
     checks = [(2, info.default_size, info.default_size), (1, info.min_size, info.default_size)]
     options = ort.SessionOptions()
@@ -329,8 +329,8 @@ def export_onnx(
         "model_info": dataclasses.asdict(info),
         "dims": dims.to_json(),
         "vae": {
-            "scaling_factor": vae_graph.scaling,
-            "shift_factor": vae_graph.shift,
+            "scaling_factor": scaling,
+            "shift_factor": shift,
             "peak_channels": decoder_peak_channels(bundle.decoder.config),  # engines.shapes
         },
         "precision": precision,

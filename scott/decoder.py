@@ -9,6 +9,7 @@ Only the decoder half is used: a tiny folder's encoder, if any, is never run.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,13 @@ class DecoderChoice:
 
 FULL_DECODER = DecoderChoice(FULL)
 
+# AutoencoderTiny's constructor defaults: what a config.json leaves out means these (no model is built to read them).
+_TINY_DEFAULTS: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(AutoencoderTiny.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+
 
 def resolve_decoder(model_dir: str | Path, spec: str | Path | None) -> DecoderChoice:
     """`full` (or None), `tiny` (the model folder's vae_tiny/) or the path of an AutoencoderTiny folder; a tiny
@@ -75,7 +83,7 @@ def resolve_decoder(model_dir: str | Path, spec: str | Path | None) -> DecoderCh
         raise DecoderMismatch(f"--decoder {path.name}: an AutoencoderTiny folder is needed, this one holds {found}")
     vae_config = model_dir / "vae" / "config.json"
     if vae_config.is_file():  # else the model's own loading says what is missing
-        check_fits(AutoencoderTiny.from_config(config).config, json.loads(vae_config.read_text()))
+        check_fits({**_TINY_DEFAULTS, **config}, json.loads(vae_config.read_text()))
     return DecoderChoice(TINY, path)
 
 
