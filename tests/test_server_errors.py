@@ -1,6 +1,7 @@
 """Errors never show server file paths, environment or tracebacks to clients; the log keeps the detail.
 
-Before: after a failed model load /healthz, /readyz, /info and /generate showed the model folder's absolute path.
+The case that matters most: after a failed model load, /healthz, /readyz, /info and /generate name the folder, never
+its absolute path.
 """
 
 from __future__ import annotations

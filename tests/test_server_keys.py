@@ -1,7 +1,7 @@
 """API keys on the real server over HTTP: Bearer keys from SCOTT_API_KEYS and a key file, 401 in the one error
 format, open probes and /metrics, the `openai` client with api_key, a per-key bound on requests in flight.
 
-Before: no authentication of any kind, while the Docker image binds 0.0.0.0.
+Without keys the server is open to whoever reaches its port (the Docker image binds 0.0.0.0).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Request-head and receive-time limits of the real server (its own uvicorn config and protocol), over raw sockets.
 
-Before these limits a 1 MB header and 20,000 headers got 200, a 128 MB header held the event loop while it
-arrived, and a client sending a byte a second was never closed.
+What they stop: a 1 MB header or 20,000 headers being served, a 128 MB header holding the event loop while it
+arrives, a client sending a byte a second being kept open forever.
 """
 
 from __future__ import annotations

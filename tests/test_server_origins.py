@@ -1,7 +1,5 @@
 """allowed_hosts and cors_origins on the real server over HTTP: both off by default; when set, a foreign Host
 gets 400 in the one error format (probes excepted) and CORS answers preflights without an API key.
-
-Before, the Host header was not checked at all.
 """
 
 from __future__ import annotations
