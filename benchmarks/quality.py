@@ -56,6 +56,10 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def _option_value(text: str) -> Any:
     """A number, boolean or null as JSON reads it (JSON takes 1e-4, YAML 1.1 would not), else the raw string."""
     try:
@@ -69,16 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", type=Path, required=True, help="diffusers folder, UNet without a guidance embedding")
     p.add_argument("--data", default="procedural:10000", help="distillation data spec (overrides the base config's)")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "quality", help="one folder per variant + eval cache")
-    p.add_argument("--base-config", type=Path, default=DEFAULT_BASE, help="SCott's DistillConfig file")
-    p.add_argument("--only", default=None, help="comma list of variants (cd, scott, eta0, eta0.6, h1, adv0, ...)")
+    p.add_argument("--scale-config", type=Path, default=DEFAULT_BASE, help="the DistillConfig file every arm shares")
+    methods = ["lcm", "cd", "adversarial", "scott"]
+    p.add_argument("--methods", type=_names, default=methods, help="files of configs/distill/methods/")
+    p.add_argument("--train-seeds", type=_ints, default=[0], help="training seeds of every arm: >1 gives mean ± std")
+    p.add_argument("--only", type=_names, default=None, help="arms to run (lcm, scott, scott-eta0.6, ...)")
+    p.add_argument("--train-only", action="store_true", help="distill every variant, evaluate nothing")
     p.add_argument("--budget-steps", type=int, default=None, help="distillation steps of every variant")
     p.add_argument("--distill-option", action="append", default=[], metavar="KEY=VALUE", help="for every variant")
     p.add_argument("--jobs", type=int, default=1, help="distillations side by side (1 torch thread each fits 2 cores)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the base config's cpu_threads)")
-    p.add_argument("--ablate-eta", type=_floats, default=[0.0, 0.3, 0.6])
-    p.add_argument("--ablate-h", type=_ints, default=[1, 3])
-    p.add_argument("--ablate-adv", type=_floats, default=[0.0, 0.4])
-    p.add_argument("--no-ablation", action="store_true", help="only vanilla CD and SCott")
+    p.add_argument("--ablate-eta", type=_floats, default=[0.15, 0.6], help="SCott's eta (read on SD-1.5's schedule)")
+    p.add_argument("--ablate-h", type=_ints, default=[])
+    p.add_argument("--ablate-adv", type=_floats, default=[])
+    p.add_argument("--ablate-ref", type=_names, default=["none"], help="eta_reference: none = eta as is")
+    p.add_argument("--no-ablation", action="store_true", help="only the methods")
     p.add_argument("--steps", type=_ints, default=[1, 2, 4], help="student sampling steps")
     p.add_argument("--teacher-steps", type=_ints, default=[1, 2, 4, 25], help="teacher DDIM steps ('' for none)")
     p.add_argument("--guidance", type=float, default=8.0, help="w of every sampler (the distilled models' default)")
@@ -102,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _distill_run(args: argparse.Namespace) -> DistillRun:
     from scott.distill.config import load_config, read_config_file
 
-    base = read_config_file(args.base_config)
+    base = read_config_file(args.scale_config)
     base.pop("data", None)  # the data is --data, the same for every variant
     for option in args.distill_option:
         key, sep, value = option.partition("=")
@@ -119,28 +128,33 @@ def _distill_run(args: argparse.Namespace) -> DistillRun:
     return DistillRun(teacher=args.teacher, data=args.data, work=args.work, base=pinned, progress=not args.no_progress)
 
 
-def _select(variants: list[Variant], only: str | None, ablation: bool) -> list[Variant]:
+def _select(variants: list[Variant], only: list[str] | None) -> list[Variant]:
     if only is None:
-        return variants if ablation else [v for v in variants if v.name in ("cd", "scott")]
-    wanted = [x.strip() for x in only.split(",") if x.strip()]
-    known = {v.name: v for v in variants}
-    unknown = [w for w in wanted if w not in known]
+        return variants
+    known = {v.group for v in variants}
+    unknown = [w for w in only if w not in known]
     if unknown:
-        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(known)}")
-    return [v for v in variants if v.name in wanted]
+        raise SystemExit(f"unknown arms {unknown}; known: {', '.join(sorted(known))}")
+    return [v for v in variants if v.group in only]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets whole tables, not 80 columns
     run = _distill_run(args)
-    ablation = {} if args.no_ablation else {"eta": args.ablate_eta, "h": args.ablate_h, "adv": args.ablate_adv}
-    variants = _select(build_variants(run.base, ablation), args.only, not args.no_ablation)
+    ablation = {"eta": args.ablate_eta, "h": args.ablate_h, "adv": args.ablate_adv, "ref": args.ablate_ref}
+    ablation = {} if args.no_ablation else {k: v for k, v in ablation.items() if v}
+    variants = _select(build_variants(run.base, args.methods, args.train_seeds, ablation), args.only)
     for variant in variants:  # refuse a folder made for another run before any training starts
         check_folder(run, variant)
     threads = int(run.base.get("cpu_threads") or 0)
     if threads > 0:
         torch.set_num_threads(threads)
+    if args.train_only:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for done in pool.map(lambda v: distill_variant(run, v, args.jobs > 1), variants):
+                console.print(f"[quality] {done.variant.name}: {done.status}, {done.seconds_per_step:.2f} s/step")
+        return {}
 
     from engines import load_pipeline
     from scott.eval.classifier import load_classifier

@@ -1,8 +1,9 @@
 """The distillation variants of the quality benchmark and how each one is trained, skipped or resumed.
 
-Every variant is the same `python -m scott.distill` run (same teacher, data, seed, steps and batch) with one
-knob changed from the base config: vanilla CD (eta = 0, lambda_adv = 0), SCott (the base config) and the
-eta / h / lambda_adv ablation. Each runs in its own folder under --work:
+Every variant is the same `python -m scott.distill` run (same teacher, data, steps and batch) over the scale config:
+one of the paper's methods (a configs/distill/methods/ file: LCM, CD with h ODE sub-steps, LCM + the adversarial
+loss, SCott), or SCott with one knob of the ablation changed, at one training seed. Each runs in its own folder under
+--work:
 
     <work>/<name>/model/                the student (diffusers folder)
     <work>/<name>/train/                the distiller's checkpoints, latent cache and log.jsonl
@@ -31,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Config fields that change how a run is carried out, not what it trains: a folder may be resumed under new values.
 _BOOKKEEPING = {"steps", "cpu_threads", "progress", "checkpoint_every", "log_every", "resume", "extras"}
 # The ablated knobs: the flag suffix, the DistillConfig field, the symbol in tables.
-KNOBS = {"eta": ("eta", "η"), "h": ("substeps", "h"), "adv": ("adv_weight", "λ_adv")}
+KNOBS = {"eta": ("eta", "η"), "h": ("substeps", "h"), "adv": ("adv_weight", "λ_adv"), "ref": ("eta_reference", "η on")}
+METHODS_DIR = ROOT / "configs" / "distill" / "methods"
+METHOD_LABELS = {
+    "lcm": "LCM (CD, 1 ODE step)",
+    "cd": "CD, h ODE sub-steps",
+    "adversarial": "LCM + adversarial loss",
+    "scott": "SCott",
+}
 
 
 class FolderMismatch(RuntimeError):
@@ -40,26 +48,48 @@ class FolderMismatch(RuntimeError):
 
 @dataclass(frozen=True)
 class Variant:
-    name: str  # folder name and --only id
+    name: str  # folder name and --only id: <group>-seed<seed>
     label: str  # row label in the tables
-    overrides: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields changed from the base
+    overrides: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields changed from the base, seed included
+    group: str = ""  # the arm, over training seeds: a method name or an ablation point ("scott-eta0.6")
+    seed: int = 0  # the training seed
 
 
-def build_variants(base: dict[str, Any], ablation: dict[str, list[float]]) -> list[Variant]:
-    """CD, SCott, then one variant per ablation value; a variant whose config equals an earlier one is dropped."""
-    candidates = [Variant("cd", "vanilla CD", {"eta": 0.0, "adv_weight": 0.0}), Variant("scott", "SCott", {})]
+def method_overrides(method: str) -> dict[str, Any]:
+    """The DistillConfig fields of a configs/distill/methods/ file."""
+    from scott.distill.config import read_config_file
+
+    path = METHODS_DIR / f"{method}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in METHODS_DIR.glob("*.toml")))
+        raise ValueError(f"no method {method!r}; known: {known}")
+    return read_config_file(path)
+
+
+def build_variants(
+    base: dict[str, Any], methods: list[str], seeds: list[int], ablation: dict[str, list[Any]]
+) -> list[Variant]:
+    """Each method, then each ablation point on SCott, at every training seed (seed-major: every arm's first seed
+    trains before any second seed); a variant whose config equals an earlier one is dropped."""
+    arms: list[tuple[str, str, dict[str, Any]]] = [(m, METHOD_LABELS.get(m, m), method_overrides(m)) for m in methods]
+    scott = method_overrides("scott")
     for knob, values in ablation.items():
         field_name, symbol = KNOBS[knob]
         for value in values:
-            value = int(value) if field_name == "substeps" else float(value)
-            candidates.append(Variant(f"{knob}{value:g}", f"SCott {symbol}={value:g}", {field_name: value}))
+            if field_name == "substeps":
+                value = int(value)
+            elif field_name != "eta_reference":
+                value = float(value)
+            shown = f"{value:g}" if isinstance(value, float | int) else str(value)
+            arms.append((f"scott-{knob}{shown}", f"SCott {symbol}={shown}", {**scott, field_name: value}))
     seen: set[str] = set()
     variants = []
-    for v in candidates:
-        key = json.dumps({**base, **v.overrides}, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            variants.append(v)
+    for seed in seeds:
+        for group, label, overrides in arms:
+            key = json.dumps({**base, **overrides, "seed": seed}, sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                variants.append(Variant(f"{group}-seed{seed}", label, {**overrides, "seed": seed}, group, seed))
     return variants
 
 

@@ -161,10 +161,11 @@ def ddim_eta_step(
     z: torch.Tensor,
     t: torch.Tensor,
     t_next: torch.Tensor,
-    eta: float,
+    eta: float | torch.Tensor,
     noise: torch.Tensor | None,
 ) -> torch.Tensor:
-    """One DDIM-eta step from z_t to z_{t_next} (t_next < t; t_next = -1 is the clean sample).
+    """One DDIM-eta step from z_t to z_{t_next} (t_next < t; t_next = -1 is the clean sample); eta is one value or
+    one per sample (B,).
 
     1. (x0, eps) from the model output under the schedule's prediction type (v/eps/sample, zero-SNR safe
        for v and sample: at alpha_bar = 0, x0 = -v and eps = z_t).
@@ -176,10 +177,11 @@ def ddim_eta_step(
     a_next = per_sample(schedule.alpha_bar(t_next), z)
     # 1 - a_t > 0 always: t >= 0 on a DDPM schedule has some noise, so the ratio is finite.
     variance = (1.0 - a_next) / (1.0 - a_t) * (1.0 - a_t / a_next)
-    sigma = eta * variance.clamp(min=0.0).sqrt()
+    strength = per_sample(eta, z) if isinstance(eta, torch.Tensor) else eta
+    sigma = strength * variance.clamp(min=0.0).sqrt()
     direction = (1.0 - a_next - sigma**2).clamp(min=0.0).sqrt()
     z_next = a_next.sqrt() * x0 + direction * eps
-    if eta == 0:
+    if not isinstance(eta, torch.Tensor) and eta == 0:
         return z_next
     if noise is None:
         raise ValueError("a DDIM step with eta > 0 needs noise")
@@ -191,10 +193,11 @@ def solve(
     schedule: NoiseSchedule,
     z: torch.Tensor,
     timesteps: torch.Tensor,
-    eta: float,
+    eta: float | torch.Tensor,
     noise: torch.Tensor | None,
 ) -> torch.Tensor:
-    """DDIM-eta along per-sample timesteps (B, n + 1); noise (B, n, C, H, W) is each step's fresh noise.
+    """DDIM-eta along per-sample timesteps (B, n + 1); noise (B, n, C, H, W) is each step's fresh noise; eta is one
+    value or one per sample (B,).
 
     Rows whose step does not move (both ends clamped to the clean -1) keep their value: the
     model is never asked about t < 0.

@@ -149,10 +149,12 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs" / "distill"
-    files = sorted(root.glob("*.toml"))
-    assert {f.stem for f in files} >= {"tiny", "vanilla_cd", "scott_sd15"}
-    configs = {f.stem: load_config(f) for f in files}
-    assert configs["vanilla_cd"].eta == 0.0 and configs["vanilla_cd"].adv_weight == 0.0
+    scales, methods = sorted(root.glob("*.toml")), sorted((root / "methods").glob("*.toml"))
+    assert {f.stem for f in scales} >= {"tiny", "sd15"}
+    assert {f.stem for f in methods} >= {"lcm", "cd", "adversarial", "scott"}
+    for scale in scales:
+        for method in methods:
+            load_config([scale, method])
 
 
 @pytest.mark.parametrize("addition_embed_type", [None, "text"], ids=["plain", "pooled-text"])

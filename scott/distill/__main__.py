@@ -1,4 +1,4 @@
-"""`python -m scott.distill --teacher DIR --data SPEC --out DIR [--config FILE] [--eta 0.3 ...]`.
+"""`python -m scott.distill --teacher DIR --data SPEC --out DIR [--config FILE ...] [--eta 0.3 ...]`.
 
 One flag per DistillConfig field, generated from the dataclass, so flags and config files never drift.
 This entry exists for `accelerate launch -m scott.distill ...` (multi-GPU / multi-process runs);
@@ -30,7 +30,13 @@ def _parse_bool(text: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scott.distill", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=None, help="TOML file of config fields (configs/distill/*.toml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=None,
+        help="TOML file of config fields (configs/distill/*.toml); repeat to layer (a methods/ file over a scale file)",
+    )
     hints = typing.get_type_hints(DistillConfig)
     for f in dataclasses.fields(DistillConfig):
         if f.name in _SKIP:

@@ -1,7 +1,8 @@
 """Every knob of a SCott distillation run, in one dataclass that config files and flags both fill.
 
 SCott (Liu et al., AAAI 2025, arXiv 2403.01505) and vanilla consistency distillation (LCM, Luo et al.
-2023, arXiv 2310.04378) are the same trainer: vanilla CD is `eta = 0, adv_weight = 0`.
+2023, arXiv 2310.04378) are the same trainer: LCM's CD is `eta = 0, substeps = 1, adv_weight = 0`. Each method the
+paper compares is a file under configs/distill/methods/, layered over a scale file (configs/distill/tiny.toml).
 
 Grid and skip. t_n is drawn from the schedule's training grid (NoiseSchedule.training_grid: with
 num_grid_steps = 50 on 1000 timesteps, t = 19, 39, ..., 999, spacing 20), the same grid the
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from scott.distill.noise_strength import ETA_REFERENCES, EtaReference
+
 Distance = Literal["huber", "l2"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 
@@ -37,6 +40,9 @@ class DistillConfig:
 
     # -- the method ------------------------------------------------------------------------------
     eta: float = 0.3  # DDIM-eta noise strength of the teacher's SDE solver; 0 = ODE (vanilla CD)
+    # "sd15": eta means what it means on SD-1.5's schedule (the paper's teacher): each link's eta is rescaled to
+    # inject the same share of fresh noise (scott/distill/noise_strength.py). "none": eta as is, on any schedule.
+    eta_reference: EtaReference = "sd15"
     substeps: int = 3  # h: teacher solver sub-steps from t_n to t_m
     skip: int = 20  # k: t_m = t_n - skip, in train timesteps (see the module docstring)
     num_grid_steps: int = 50  # the training grid (the scheduler's original_inference_steps)
@@ -87,6 +93,8 @@ class DistillConfig:
         problems = []
         if self.eta < 0:
             problems.append(f"eta must be >= 0, got {self.eta}")
+        if self.eta_reference not in ETA_REFERENCES:
+            problems.append(f"eta_reference must be one of {', '.join(ETA_REFERENCES)}, got {self.eta_reference!r}")
         if self.substeps < 1:
             problems.append(f"substeps must be >= 1, got {self.substeps}")
         if self.skip < 1:
@@ -132,9 +140,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> DistillConfig:
-    """Defaults, then the config file, then overrides (flags); an override of None means 'not given'."""
-    values: dict[str, Any] = read_config_file(path) if path is not None else {}
+def load_config(path: str | Path | list[str | Path] | None = None, **overrides: Any) -> DistillConfig:
+    """Defaults, then the config file(s) in order (a method file over a scale file: configs/distill/methods/ over
+    configs/distill/tiny.toml), then overrides (flags); an override of None means 'not given'."""
+    paths = [] if path is None else [path] if isinstance(path, str | Path) else list(path)
+    values: dict[str, Any] = {}
+    for each in paths:
+        values.update(read_config_file(each))
     unknown = sorted(set(overrides) - set(FIELD_NAMES))
     if unknown:
         raise ValueError(f"unknown config fields {unknown}")

@@ -3,7 +3,8 @@
 Per step (SCott, arXiv 2403.01505; the CD skeleton of LCM, arXiv 2310.04378):
 1. z0 from the data, t_n on the training grid, w ~ U[w_min, w_max], z_{t_n} = add_noise(z0, eps, t_n).
 2. Student: x_theta = f_theta(z_{t_n}, t_n, c, w).
-3. Teacher: z_hat_{t_m} = h DDIM-eta sub-steps with CFG at w from t_n to t_m = t_n - k (no grad).
+3. Teacher: z_hat_{t_m} = h DDIM-eta sub-steps with CFG at w from t_n to t_m = t_n - k (no grad), at the link's eta
+   (eta read on SD-1.5's schedule by default: scott/distill/noise_strength.py).
 4. Target: f_{theta^-}(z_hat_{t_m}, t_m, c, w) with theta^- the EMA; t_m < 0 means z_hat is clean.
 5. L = d(x_theta, target) + lambda_adv * hinge_G(D(add_noise(x_theta, eps', t'), t', c)); step the student.
 6. Discriminator: hinge_D on real = add_noise(z0, eps', t') vs fake = the same with x_theta detached.
@@ -31,6 +32,7 @@ from scott.distill.discriminator import UNetEncoderDiscriminator
 from scott.distill.export import distill_schedule, export_student
 from scott.distill.latents import CachedBatches, Encoders, StreamedBatches, build_cache, cache_path
 from scott.distill.losses import consistency_distance, hinge_d_loss, hinge_g_loss
+from scott.distill.noise_strength import reference_eta, reference_schedule
 from scott.distill.student import build_student, consistency_fn, guidance_condition, target_fn
 from scott.models import load_model
 from scott.sampler import classifier_free_guidance, solve, substep_timesteps
@@ -66,6 +68,14 @@ def check_schedule(schedule: NoiseSchedule) -> None:
             "an epsilon-prediction teacher on a zero-terminal-SNR schedule has no x0 at t = T-1; "
             "use v_prediction (or sample) with rescale_betas_zero_snr"
         )
+
+
+def link_eta_table(config: DistillConfig, schedule: NoiseSchedule) -> torch.Tensor:
+    """(T,) float32: the eta of the teacher's sub-steps on the link from each t_n, config.eta read on the config's
+    reference schedule (scott/distill/noise_strength.py). Computed once: the links are fixed by skip and h."""
+    t = torch.arange(schedule.num_train_timesteps)
+    timesteps = substep_timesteps(t, config.skip, config.substeps)
+    return reference_eta(schedule, timesteps, config.eta, reference_schedule(config.eta_reference)).float()
 
 
 def distill(config: DistillConfig) -> DistillResult:
@@ -122,7 +132,10 @@ def _distill(config: DistillConfig) -> DistillResult:
         log.header(_run_header(config, student, disc, world))
     else:
         log.truncate(start)
-    ctx = _StepContext(config, schedule, accelerator, student, ema, teacher, disc, opt, d_opt, lr_sched, uncond)
+    link_eta = link_eta_table(config, schedule)
+    ctx = _StepContext(
+        config, schedule, accelerator, student, ema, teacher, disc, opt, d_opt, lr_sched, uncond, link_eta
+    )
 
     def step(index: int) -> dict[str, float]:
         key = 0 if config.overfit else index  # the step whose data and noise this step uses
@@ -178,6 +191,7 @@ class _StepContext:
     d_opt: Any
     lr_sched: Any
     uncond: torch.Tensor
+    link_eta: torch.Tensor  # (T,) the solver's eta for a link starting at t_n (link_eta_table)
 
 
 def _train_step(ctx: _StepContext, z0: torch.Tensor, text: torch.Tensor, step: int) -> dict[str, float]:
@@ -204,7 +218,8 @@ def _train_step(ctx: _StepContext, z0: torch.Tensor, text: torch.Tensor, step: i
     with torch.no_grad(), acc.autocast():
         timesteps = substep_timesteps(t_n, cfg.skip, cfg.substeps)
         teacher = classifier_free_guidance(_unet_fn(ctx.teacher), text, ctx.uncond, w)
-        z_hat = solve(teacher, schedule, z_tn, timesteps, cfg.eta, solver_noise)
+        eta = ctx.link_eta[t_n.cpu()].to(device)
+        z_hat = solve(teacher, schedule, z_tn, timesteps, eta, solver_noise)
         target = target_fn(ctx.ema, schedule, z_hat, timesteps[:, -1], text, w_cond)
 
     # 5. consistency + generator loss, student update; D's grads from this pass are local and discarded
