@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from scott.decoder import resolve_decoder
-from scott.models import load_model
+from scott.models import load_model, load_serving_card
 from scott.pipeline import ModelInfo, TextToImagePipeline
 
 BACKENDS = ("torch", "onnx", "openvino", "tensorrt")
@@ -48,8 +48,29 @@ def load_pipeline(
     compile: torch.compile the networks (inductor, cached on disk); torch only.
     decoder: full (default: the VAE's) | tiny (the folder's vae_tiny/) | the path of an AutoencoderTiny folder;
     on every backend (its ONNX export and engines are keyed by the decoder's weights too).
+    The folder's serving.json (scott.models.ServingCard), when it has one, sets the pipeline's sizes and examples.
     A backend that cannot run here raises with what is missing; nothing falls back silently.
     """
+    card = load_serving_card(model_dir)  # a malformed one fails before any export or build
+    pipeline = _runtime_pipeline(
+        model_dir, backend, device, max_batch_size, precision, threads, vae_precision, log, compile, decoder
+    )
+    pipeline.info = pipeline.info.with_card(card)
+    return pipeline
+
+
+def _runtime_pipeline(
+    model_dir: str | Path,
+    backend: str | None,
+    device: str | None,
+    max_batch_size: int | None,
+    precision: str,
+    threads: int | None,
+    vae_precision: str | None,
+    log: Callable[[str], None] | None,
+    compile: bool,
+    decoder: str | None,
+) -> TextToImagePipeline:
     backend = backend or default_backend(device)
     if vae_precision is not None and backend != "tensorrt":
         raise ValueError(f"vae_precision applies to the tensorrt backend, not {backend}")

@@ -1,7 +1,9 @@
 """Diffusers-format model folders: load one from disk, or make one with random weights from a preset.
 
 A folder has model_index.json, tokenizer/, text_encoder/, unet/, vae/ and scheduler/, the layout
-of SD-1.5 and LCM-Dreamshaper on the Hugging Face hub, so those folders load unchanged.
+of SD-1.5 and LCM-Dreamshaper on the Hugging Face hub, so those folders load unchanged. Beside model_index.json
+it may have serving.json (SERVING_FILE: example prompts in the model's vocabulary, the sizes it serves well),
+which diffusers ignores.
 """
 
 from __future__ import annotations
@@ -22,6 +24,51 @@ from scott.schedule import NoiseSchedule
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 
 SUBFOLDERS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")
+SERVING_FILE = "serving.json"  # optional, beside model_index.json: ServingCard
+
+
+@dataclass(frozen=True)
+class ServingCard:
+    """What a model folder says about serving it (its SERVING_FILE; a folder without one gets these defaults).
+
+    serving.json: {"examples": ["a prompt", ...], "sizes": [64]}, both keys optional.
+    """
+
+    examples: tuple[str, ...] = ()  # prompts in the model's own vocabulary, offered to users (GET /info)
+    sizes: tuple[int, ...] | None = None  # the sides (width and height each) it serves well; None: all it can make
+
+    def to_json(self) -> dict[str, Any]:
+        return {"examples": list(self.examples), **({"sizes": list(self.sizes)} if self.sizes is not None else {})}
+
+
+def load_serving_card(model_dir: str | Path) -> ServingCard:
+    """The folder's SERVING_FILE, checked (ValueError naming the file and what is wrong); defaults without one."""
+    path = Path(model_dir) / SERVING_FILE
+    if not path.is_file():
+        return ServingCard()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or set(data) - {"examples", "sizes"}:
+        raise ValueError(f'{path}: must be a JSON object with only "examples" and "sizes"')
+    examples = data.get("examples", [])
+    if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
+        raise ValueError(f"{path}: examples must be a list of non-empty prompts")
+    sizes = data.get("sizes")
+    if sizes is not None and (
+        not isinstance(sizes, list)
+        or not sizes
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+    ):
+        raise ValueError(f"{path}: sizes must be a non-empty list of positive integers (pixels per side)")
+    return ServingCard(tuple(examples), tuple(sorted(set(sizes))) if sizes is not None else None)
+
+
+def write_serving_card(model_dir: str | Path, card: ServingCard) -> Path:
+    path = Path(model_dir) / SERVING_FILE
+    path.write_text(json.dumps(card.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass
@@ -209,6 +256,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "scheduler": _SD15_SCHEDULER,
     },
 }
+
+
+# Example prompts for a tiny-preset model trained on the procedural shapes data (scott.data.attributes: one shape
+# with its size, colour, position and background). No white backgrounds: the embedded model's colours are wrong
+# on white (issue 23).
+TINY_EXAMPLES: tuple[str, ...] = (
+    "a large green circle in the center on a black background",
+    "a medium red square in the top left on a gray background",
+    "a large yellow star in the center on a blue background",
+    "a small cyan triangle in the bottom right on a black background",
+    "a medium blue cross in the center right on a gray background",
+    "a large orange circle in the bottom center on a green background",
+    "a medium pink square in the top right on a black background",
+    "a large purple triangle in the center left on a gray background",
+)
+PRESET_EXAMPLES: dict[str, tuple[str, ...]] = {"tiny": TINY_EXAMPLES}  # what `scott make-model` writes
 
 
 def build_model(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from transformers import CLIPTokenizer
 
 from scott.backend import DiffusionBackend, ModuleBackend
 from scott.images import to_uint8
-from scott.models import ModelBundle
+from scott.models import SERVING_FILE, ModelBundle, ServingCard
 from scott.sampler import (
     ConsistencySampler,
     ModelFn,
@@ -45,6 +45,10 @@ class ModelInfo:
     default_guidance_scale: float = 1.0
     default_gamma: float = 0.3
     decoder: str = "full"  # full (the VAE's decoder) | tiny (an AutoencoderTiny: scott.decoder)
+    # From the folder's serving.json (with_card): the sides it serves well (None: every side check_size's range
+    # allows) and example prompts in its vocabulary.
+    sizes: tuple[int, ...] | None = None
+    examples: tuple[str, ...] = ()
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, name: str | None = None) -> ModelInfo:
@@ -67,14 +71,38 @@ class ModelInfo:
             decoder="tiny" if bundle.tiny_decoder is not None else "full",
         )
 
-    def check_size(self, width: int, height: int) -> str | None:
-        """None if the model can make images of this size, else what is wrong with it."""
-        for label, side in (("width", width), ("height", height)):
-            if not self.min_size <= side <= self.max_size or side % self.size_multiple:
-                return (
-                    f"{label} {side} is not supported: must be a multiple of {self.size_multiple} "
-                    f"between {self.min_size} and {self.max_size}"
+    def with_card(self, card: ServingCard) -> ModelInfo:
+        """This info with a model folder's serving card; ValueError if it declares a size the model cannot make,
+        or leaves out the default size."""
+        sizes = card.sizes
+        if sizes is not None:
+            unmade = [side for side in sizes if self._shape_problem("size", side)]
+            if unmade:
+                raise ValueError(
+                    f"{SERVING_FILE}: sizes {unmade} cannot be made: each must be a multiple of "
+                    f"{self.size_multiple} between {self.min_size} and {self.max_size}"
                 )
+            if self.default_size not in sizes:
+                raise ValueError(f"{SERVING_FILE}: sizes must include the default size {self.default_size}")
+        return replace(self, sizes=sizes, examples=card.examples)
+
+    def _shape_problem(self, label: str, side: int) -> str | None:
+        if not self.min_size <= side <= self.max_size or side % self.size_multiple:
+            return (
+                f"{label} {side} is not supported: must be a multiple of {self.size_multiple} "
+                f"between {self.min_size} and {self.max_size}"
+            )
+        return None
+
+    def check_size(self, width: int, height: int) -> str | None:
+        """None if the model serves images of this size, else what is wrong with it: a side the model cannot
+        make, or one its folder does not declare among the sizes it serves well."""
+        for label, side in (("width", width), ("height", height)):
+            if self.sizes is not None and side not in self.sizes:
+                return f"{label} {side} is not supported: must be one of {', '.join(map(str, self.sizes))}"
+            problem = self._shape_problem(label, side)
+            if problem:
+                return problem
         return None
 
 

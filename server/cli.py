@@ -162,10 +162,13 @@ def make_model(
         bool, typer.Option(help="also a random tiny decoder (vae_tiny/; TAESD's architecture for sd15)")
     ] = False,
 ) -> None:
-    """Write a diffusers-format model folder with random weights from a preset."""
-    from scott.models import build_model, save_model
+    """Write a diffusers-format model folder with random weights from a preset (with the preset's example prompts
+    in serving.json where it has some)."""
+    from scott.models import PRESET_EXAMPLES, ServingCard, build_model, save_model, write_serving_card
 
     path = save_model(build_model(preset.value, seed=seed, tiny_decoder=tiny_decoder), out)
+    if preset.value in PRESET_EXAMPLES:
+        write_serving_card(path, ServingCard(examples=PRESET_EXAMPLES[preset.value]))
     typer.echo(f"wrote {preset.value} model (seed {seed}{', tiny decoder' if tiny_decoder else ''}) to {path}")
 
 

@@ -31,7 +31,7 @@ class ImageRequests:
 
 
 def served_sizes(info: ModelInfo) -> list[int]:
-    """Every width (and height) the model makes: what ModelInfo.check_size accepts."""
+    """Every width (and height) the model serves: what ModelInfo.check_size accepts (its serving.json may narrow it)."""
     return [side for side in range(info.min_size, info.max_size + 1) if not info.check_size(side, side)]
 
 

@@ -1,4 +1,5 @@
-"""The browser playground: GET / serves one self-contained page; GET /info gives it the model's sizes and defaults.
+"""The browser playground: GET / serves one self-contained page; GET /info gives it the model's sizes, defaults and
+example prompts.
 
 The page calls the public API (POST /generate) like any client, so it shows exactly what a client gets.
 """
@@ -22,13 +23,13 @@ router = APIRouter()
 
 
 class ModelSummary(BaseModel):
-    """What a client needs to build a valid request: sizes, defaults and limits."""
+    """What a client needs to build a valid request: sizes, defaults, limits, and example prompts."""
 
     model: str
     backend: str  # the runtime serving it (torch | onnx | openvino | tensorrt)
     precision: str  # what its networks compute in (f32 | bf16 | f16)
     decoder: str  # full (the model's VAE decoder) | tiny (an AutoencoderTiny in its place)
-    sizes: list[int]  # allowed widths and heights (each side independently)
+    sizes: list[int]  # allowed widths and heights (each side independently): those the model serves well
     default_size: int
     default_steps: int
     max_steps: int
@@ -37,6 +38,7 @@ class ModelSummary(BaseModel):
     default_gamma: float
     max_images: int
     max_prompt_chars: int
+    examples: list[str]  # prompts in the model's own vocabulary (its folder's serving.json); may be empty
 
 
 @cache
@@ -52,7 +54,7 @@ async def playground() -> HTMLResponse:
 
 @router.get("/info", response_model=ModelSummary, responses=documented(401, 429, 503))
 async def info(request: Request) -> ModelSummary:
-    """The served model's sizes, defaults and limits; 503 until it is loaded."""
+    """The served model's sizes, defaults, limits and example prompts; 503 until it is loaded."""
     service: GenerationService = request.app.state.service
     model = service.require_ready()
     return ModelSummary(
@@ -69,4 +71,5 @@ async def info(request: Request) -> ModelSummary:
         default_gamma=model.default_gamma,
         max_images=MAX_IMAGES,
         max_prompt_chars=MAX_PROMPT_CHARS,
+        examples=list(model.examples),
     )

@@ -1,4 +1,4 @@
-"""Session fixtures shared by the test suite: the tiny model folder, its pipeline, a live server."""
+"""Session fixtures for the test suite: the tiny model folder, its pipeline, live servers of it and the shipped one."""
 
 from __future__ import annotations
 
@@ -40,6 +40,24 @@ def live_server(tiny_model_dir: Path) -> Iterator:
     from server.settings import ServerSettings
 
     settings = ServerSettings(model_dir=tiny_model_dir, backend="torch", device="cpu", max_batch_size=8, max_wait_ms=20)
+    with BackgroundServer(create_app(settings)) as server:
+        yield server
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"  # committed, with its serving.json
+
+
+@pytest.fixture(scope="session")
+def shipped_server() -> Iterator:
+    """The real app serving the committed model (models/scott-tiny, its serving.json included) on torch."""
+    from background_server import BackgroundServer
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    if not (SHIPPED_MODEL / "model_index.json").is_file():
+        pytest.skip(f"no committed model at {SHIPPED_MODEL} (make embedded-model)")
+    settings = ServerSettings(model_dir=SHIPPED_MODEL, backend="torch", device="cpu", max_batch_size=2)
     with BackgroundServer(create_app(settings)) as server:
         yield server
 

@@ -14,6 +14,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from scott.models import TINY_EXAMPLES
 from server.cli import app
 from server.flags import ENV_ONLY
 from server.settings import ServerSettings
@@ -35,6 +36,8 @@ def made_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_make_model_writes_a_diffusers_folder(made_model: Path) -> None:
     for part in ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         assert (made_model / part).exists(), part
+    # the tiny preset's example prompts, and no sizes: random weights serve none better than another
+    assert json.loads((made_model / "serving.json").read_text()) == {"examples": list(TINY_EXAMPLES)}
 
 
 def test_generate_writes_a_png_of_the_asked_size(made_model: Path, tmp_path: Path) -> None:

@@ -246,13 +246,14 @@ def test_stop_drains_in_flight_requests_and_exits_zero(engine: Engine, first: Co
     results: list[tuple[int, float]] = []
 
     def request() -> None:
-        # 6 x 8 images of the largest size at 4 steps: seconds of work, so some is still running at SIGTERM (3 x 4
-        # images of the default size all finished within the 0.3 s below once), and within the 64-image queue.
-        body = {"prompt": "a blue square", "seed": 2, "steps": 4, "num_images": 8, "width": 128, "height": 128}
+        # 8 x 8 images at 4 steps, of the one size the embedded model serves (64, its serving.json): a second or
+        # more of work, so some is still running at SIGTERM (3 x 4 images all finished within the 0.3 s below
+        # once), and exactly the 64-image queue.
+        body = {"prompt": "a blue square", "seed": 2, "steps": 4, "num_images": 8, "width": 64, "height": 64}
         response = httpx.post(f"{first.url}/generate", json=body, timeout=120)
         results.append((response.status_code, time.monotonic()))
 
-    threads = [threading.Thread(target=request) for _ in range(6)]
+    threads = [threading.Thread(target=request) for _ in range(8)]
     for thread in threads:
         thread.start()
     time.sleep(0.3)  # admitted: the server has them before SIGTERM

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from scott.decoder import resolve_decoder
-from scott.models import PRESETS, build_model, load_model, save_model
+from scott.models import (
+    PRESETS,
+    SERVING_FILE,
+    ServingCard,
+    build_model,
+    load_model,
+    load_serving_card,
+    save_model,
+    write_serving_card,
+)
 from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 
 
@@ -58,3 +67,45 @@ def test_missing_parts_are_named(tmp_path: Path) -> None:
         load_model(tmp_path)
     with pytest.raises(ValueError, match="unknown preset"):
         build_model("sdxl")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{", "not valid JSON"),
+        ('["a red circle"]', "JSON object"),
+        ('{"examples": [], "size": [64]}', "JSON object"),
+        ('{"examples": "a red circle"}', "examples"),
+        ('{"examples": ["  "]}', "examples"),
+        ('{"sizes": []}', "sizes"),
+        ('{"sizes": [64, true]}', "sizes"),
+        ('{"sizes": ["64"]}', "sizes"),
+    ],
+)
+def test_a_malformed_serving_card_names_its_file(tmp_path: Path, text: str, words: str) -> None:
+    (tmp_path / SERVING_FILE).write_text(text)
+    with pytest.raises(ValueError, match=words) as caught:
+        load_serving_card(tmp_path)
+    assert SERVING_FILE in str(caught.value)
+
+
+def test_a_serving_card_round_trips_and_a_folder_without_one_gets_the_defaults(tmp_path: Path) -> None:
+    assert load_serving_card(tmp_path) == ServingCard(examples=(), sizes=None)
+    card = ServingCard(examples=("a red circle", "a small blue star"), sizes=(64, 32))
+    write_serving_card(tmp_path, card)
+    assert load_serving_card(tmp_path) == ServingCard(examples=card.examples, sizes=(32, 64))  # sorted
+
+
+def test_declared_sizes_must_be_ones_the_model_makes_and_hold_the_default() -> None:
+    from scott.pipeline import ModelInfo
+
+    info = ModelInfo.from_bundle(build_model("tiny", device="meta"))
+    assert info.check_size(128, 96) is None  # no card: every multiple of 16 from 32 to 128
+    served = info.with_card(ServingCard(examples=("a red circle",), sizes=(48, 64)))
+    assert (served.sizes, served.examples) == ((48, 64), ("a red circle",))
+    assert served.check_size(48, 64) is None
+    assert served.check_size(64, 128) == "height 128 is not supported: must be one of 48, 64"
+    with pytest.raises(ValueError, match=r"sizes \[100\] cannot be made"):
+        info.with_card(ServingCard(sizes=(64, 100)))
+    with pytest.raises(ValueError, match="must include the default size 64"):
+        info.with_card(ServingCard(sizes=(32,)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from scott.data.attributes import parse_caption
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"
 needs_chromium = pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
     reason="needs Debian's chromium and chromedriver (apt-get install -y chromium chromium-driver)",
@@ -46,9 +50,22 @@ def test_info_gives_the_sizes_defaults_and_limits(live_server) -> None:
     info = httpx.get(live_server.url + "/info").json()
     assert info["model"] == "scott-tiny"
     assert (info["backend"], info["precision"]) == ("torch", "f32")  # what the live server runs
-    assert info["sizes"] == [32, 48, 64, 80, 96, 112, 128]  # the tiny model: multiples of 16, half to twice 64
+    # A folder without serving.json: every size the model can make (multiples of 16, half to twice 64), no examples.
+    assert info["sizes"] == [32, 48, 64, 80, 96, 112, 128]
+    assert info["examples"] == []
     assert (info["default_size"], info["default_steps"], info["max_steps"], info["max_images"]) == (64, 4, 4, 8)
     assert info["default_guidance_scale"] == 8.0 and info["default_gamma"] == 0.3
+
+
+def test_info_gives_the_shipped_models_examples_and_its_one_size(shipped_server) -> None:
+    info = httpx.get(shipped_server.url + "/info").json()
+    card = json.loads((SHIPPED / "serving.json").read_text())
+    assert info["sizes"] == card["sizes"] == [64]  # trained on 64x64 only: at 128 objects come out doubled
+    assert info["examples"] == card["examples"] and 6 <= len(info["examples"]) <= 8
+    for prompt in info["examples"]:  # in the data's vocabulary: one object, every attribute named
+        attributes = parse_caption(prompt)
+        assert attributes.complete, prompt
+        assert attributes.background != "white", prompt  # its colours are wrong on white (issue 23)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +177,29 @@ def test_on_a_server_with_keys_the_page_asks_for_one_and_sends_it(browser: webdr
         browser.find_element(By.ID, "generate").click()
         WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#images img"))
         assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+@needs_chromium
+def test_the_models_examples_are_offered_and_fill_in_the_prompt(browser: webdriver.Chrome, shipped_server) -> None:
+    examples = httpx.get(shipped_server.url + "/info").json()["examples"]
+    open_playground(browser, shipped_server.url)
+    prompt = browser.find_element(By.ID, "prompt")
+    assert prompt.get_attribute("placeholder") == examples[0]
+    chips = browser.find_elements(By.CSS_SELECTOR, "#examples button")
+    assert [chip.text for chip in chips] == examples
+    # One size served: the page sends none (the server's default) and shows no size menus.
+    assert not browser.find_element(By.ID, "width").is_displayed()
+    chips[2].click()
+    assert prompt.get_attribute("value") == examples[2]
+    fill(browser, "steps", "1")
+    browser.find_element(By.ID, "generate").click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#images img"))
+    assert browser.find_element(By.CSS_SELECTOR, "#images img").get_attribute("alt").startswith(examples[2])
+    assert "64×64" in browser.find_element(By.ID, "summary").text
+
+
+@needs_chromium
+def test_a_model_without_examples_shows_none(browser: webdriver.Chrome, live_server) -> None:
+    open_playground(browser, live_server.url)
+    assert not browser.find_element(By.ID, "examples").is_displayed()
+    assert browser.find_element(By.ID, "prompt").get_attribute("placeholder") == "describe the image"

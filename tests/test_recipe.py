@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from scott.decoder import resolve_decoder
-from scott.models import PRESETS, build_model, load_model, save_model
+from scott.models import PRESETS, build_model, load_model, load_serving_card, save_model
 from scott.recipe.config import RecipeConfig, config_from_dict, load_config
-from scott.recipe.embedded import main, run_recipe
+from scott.recipe.embedded import SERVING, main, run_recipe
 from scott.recipe.latents import load_latents
 from scott.recipe.teacher import run_teacher_stage, teacher_dir
 from scott.recipe.tiny_decoder import run_tiny_decoder_stage
@@ -213,8 +213,9 @@ def test_distill_and_tiny_decoder_stages_export_the_student_with_its_tiny_decode
     cfg.tiny_decoder = config_from_dict({"tiny_decoder": TINY_DECODER}).tiny_decoder
     final = run_recipe(work, cfg, export=tmp_path / "exported")
     assert sorted(p.name for p in final.iterdir()) == [
-        "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae", "vae_tiny"
+        "model_index.json", "scheduler", "serving.json", "text_encoder", "tokenizer", "unet", "vae", "vae_tiny"
     ]  # fmt: skip
+    assert load_serving_card(final) == SERVING  # example prompts, and the one size it was trained at
     student = load_model(final, decoder=resolve_decoder(final, "tiny"))
     assert student.unet.config.time_cond_proj_dim is not None  # the guidance embedding the distiller added
     assert student.tiny_decoder is not None

@@ -112,3 +112,40 @@ def test_unknown_routes_and_methods_use_the_same_error_format(client: httpx.Clie
     wrong = client.get("/generate")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["type"] == "method_not_allowed"
+
+
+# The shipped model's serving.json declares 64 only: every route refuses other sizes with the same 422.
+SHIPPED_BAD_SIZES = [
+    ("/generate", {"prompt": "a red circle", "width": 128}, "width"),
+    ("/generate", {"prompt": "a red circle", "height": 128}, "height"),
+    ("/generate", {"prompt": "a red circle", "width": 96, "height": 96}, "width"),  # one the model can make
+    ("/v1/images/generations", {"prompt": "a red circle", "size": "128x128"}, "size"),
+    ("/sdapi/v1/txt2img", {"prompt": "a red circle", "width": 64, "height": 128}, "height"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"), SHIPPED_BAD_SIZES, ids=[f"{p} {b}" for p, b, _ in SHIPPED_BAD_SIZES]
+)
+def test_the_shipped_model_serves_only_its_declared_size(shipped_server, path: str, body: dict, field: str) -> None:
+    response = httpx.post(shipped_server.url + path, json=body, timeout=30)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["field"]) == ("invalid_request", field)
+    assert "must be one of 64" in error["message"], error["message"]
+
+
+def test_the_shipped_models_size_is_served_and_is_the_only_one_in_the_spec(shipped_server) -> None:
+    ok = httpx.post(
+        shipped_server.url + "/generate",
+        json={"prompt": "a large green circle in the center on a black background", "steps": 1, "width": 64},
+        headers={"Accept": "image/png"},
+        timeout=60,
+    )
+    assert ok.status_code == 200 and ok.content.startswith(b"\x89PNG")
+    models = httpx.get(shipped_server.url + "/openapi.json").json()["components"]["schemas"]
+    for model in ("GenerateRequest", "A1111Txt2ImgRequest"):
+        for name in ("width", "height"):
+            assert {"type": "integer", "enum": [64]} in models[model]["properties"][name]["anyOf"]
+    size = next(branch for branch in models["OpenAIImageRequest"]["properties"]["size"]["anyOf"] if "enum" in branch)
+    assert size["enum"] == ["auto", "64", "64x64"]

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
+from scott.data.render import IMAGE_SIZE
 from scott.decoder import TINY_SUBFOLDER
-from scott.models import SUBFOLDERS
+from scott.models import SUBFOLDERS, TINY_EXAMPLES, ServingCard, write_serving_card
 from scott.recipe.config import RecipeConfig, load_config
 from scott.recipe.distill_hook import run_distill_stage, student_dir
 from scott.recipe.latents import run_latents_stage
@@ -28,6 +29,9 @@ from scott.tokenizer import load_tokenizer, write_clip_tokenizer
 from scott.train.log import say
 
 STAGES = ("vae", "latents", "teacher", "distill", "tiny_decoder")
+# The exported model's serving.json: trained on IMAGE_SIZE images only (at twice that, objects come out doubled and
+# misplaced: issue 23), so it declares that one size; prompts in the data's vocabulary.
+SERVING = ServingCard(examples=TINY_EXAMPLES, sizes=(IMAGE_SIZE,))
 
 
 def run_recipe(
@@ -73,7 +77,7 @@ def run_recipe(
 
 def export_model(source: Path, target: Path) -> Path:
     """Copy only the model parts of a folder (a trainer may keep checkpoints and logs beside them), with its tiny
-    decoder when it has one."""
+    decoder when it has one, and write the embedded model's serving.json (SERVING)."""
     if target.resolve() == source.resolve():
         return target
     if target.exists():
@@ -82,6 +86,7 @@ def export_model(source: Path, target: Path) -> Path:
     for name in SUBFOLDERS + ((TINY_SUBFOLDER,) if (source / TINY_SUBFOLDER).is_dir() else ()):
         shutil.copytree(source / name, target / name)
     shutil.copy2(source / "model_index.json", target / "model_index.json")
+    write_serving_card(target, SERVING)
     return target
 
 
