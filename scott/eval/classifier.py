@@ -80,6 +80,24 @@ class AttributeClassifier(nn.Module):
         # without having to learn it once per location.
         return self.embed(torch.cat([h.flatten(1), h.amax(dim=(2, 3))], dim=1))
 
+    @torch.no_grad()
+    def low_level_features(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """(B, 2 * (stem + channels[0] + channels[1])) float32: each channel's spatial mean and std on the stem's and
+        the first two stages' maps (64x64, 32x32, 16x16). Edges, texture and colour live there, where the
+        penultimate features are trained to ignore them: blur, noise and colour shifts move these (fd_low)."""
+        was_training = self.training
+        self.eval()
+        dtype = next(self.parameters()).dtype
+        out = []
+        for chunk in images.split(batch_size):
+            h, stats = chunk.to(dtype), []
+            for layer in self.trunk[:3]:
+                h = layer(h)
+                stats += [h.mean(dim=(2, 3)), h.std(dim=(2, 3))]
+            out.append(torch.cat(stats, dim=1).float())
+        self.train(was_training)
+        return torch.cat(out)
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         f = self.features(images)
         return {name: head(f) for name, head in self.heads.items()}

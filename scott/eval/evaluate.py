@@ -15,7 +15,7 @@ from scott.data.samples import sample_for_prompt
 from scott.eval.classifier import AttributeClassifier, load_classifier
 from scott.eval.diversity import prdc
 from scott.eval.fid import fid
-from scott.eval.prompt_accuracy import prompt_accuracy
+from scott.eval.prompt_accuracy import accuracy_within, prompt_accuracy
 
 # (prompts, seeds) -> uint8 images (B, H, W, 3); one image per (prompt, seed) pair.
 GenerateFn = Callable[[list[str], list[int]], np.ndarray]
@@ -65,13 +65,14 @@ def evaluate(
     batch_size: int = 64,
     k: int = 5,
     real_floor: bool = True,
-) -> dict[str, float]:
+) -> dict:
     """Generate n_per_prompt images per prompt (seeds seed .. seed+n_per_prompt-1) and score them.
 
-    Metrics: prompt accuracy (every attribute the prompt names, read back by the classifier) and per-attribute
-    accuracy; FID, precision/recall and density/coverage in the classifier's feature space against rendered
-    images of the same prompts. With real_floor, the same metrics for a second real set against the first
-    ("real_*"): the values a perfect generator would get at this sample count (FID's small-sample bias).
+    Metrics: prompt accuracy (every attribute the prompt names, read back by the classifier), per-attribute
+    accuracy and colour accuracy on each background; FID, precision/recall and density/coverage in the classifier's
+    feature space, and fd_low (the Fréchet distance of its low-level statistics, which sees blur, noise and colour),
+    against rendered images of the same prompts. With real_floor, the same metrics for a second real
+    set against the first ("real_*"): the values a perfect generator would get at this sample count.
     """
     if n_per_prompt < 1 or not prompts:
         raise ValueError("need at least one prompt and n_per_prompt >= 1")
@@ -92,22 +93,30 @@ def evaluate(
         fake_x.append(to_classifier_input(images, size))
     generate_s = time.perf_counter() - t0
 
-    fake_pred, fake_feat = classifier.predict(torch.cat(fake_x))
-    real_pred, real_feat = classifier.predict(to_classifier_input(real_images(prompts, n_per_prompt), size))
-    out: dict[str, float] = {
+    fake = torch.cat(fake_x)
+    fake_pred, fake_feat = classifier.predict(fake)
+    real = to_classifier_input(real_images(prompts, n_per_prompt), size)
+    real_pred, real_feat = classifier.predict(real)
+    real_low = classifier.low_level_features(real).numpy()
+    right = ((fake_pred == targets) | (targets < 0)).all(dim=1).double()
+    out: dict = {
         "n_prompts": len(prompts),
         "n_per_prompt": n_per_prompt,
         "n_images": len(pairs),
         "generate_seconds": generate_s,
         **prompt_accuracy(fake_pred, targets),
+        **accuracy_within(fake_pred, targets, "color", "background"),
         **feature_metrics(real_feat.numpy(), fake_feat.numpy(), k, n_per_prompt),
+        "fd_low": fid(real_low, classifier.low_level_features(fake).numpy()),
         # The classifier's own accuracy on real images of these prompts: the ceiling of prompt_accuracy.
         "real_prompt_accuracy": prompt_accuracy(real_pred, targets)["prompt_accuracy"],
+        # One value per prompt, in prompt order: what a paired test across models compares.
+        "per_prompt": {"prompt_accuracy": right.reshape(len(prompts), n_per_prompt).mean(dim=1).tolist()},
     }
     if real_floor:
-        _, floor_feat = classifier.predict(
-            to_classifier_input(real_images(prompts, n_per_prompt, start=n_per_prompt), size)
-        )
+        floor_x = to_classifier_input(real_images(prompts, n_per_prompt, start=n_per_prompt), size)
+        _, floor_feat = classifier.predict(floor_x)
         floor = feature_metrics(real_feat.numpy(), floor_feat.numpy(), k, n_per_prompt)
+        floor["fd_low"] = fid(real_low, classifier.low_level_features(floor_x).numpy())
         out.update({f"real_{key}": value for key, value in floor.items()})
     return out

@@ -23,3 +23,19 @@ def prompt_accuracy(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str,
             out[f"accuracy_{name}"] = float(right[named[:, i], i].double().mean())
     out["prompt_accuracy"] = float(right.all(dim=1).double().mean())
     return out
+
+
+def accuracy_within(
+    predicted: torch.Tensor, targets: torch.Tensor, attribute: str = "color", within: str = "background"
+) -> dict[str, float]:
+    """Accuracy of `attribute` among the images whose prompt names each value of `within`: colour on each background,
+    "accuracy_color_on_white" etc. (a defect on one background hides in the overall accuracy)."""
+    from scott.data.attributes import VOCAB
+
+    a, w = ATTRIBUTE_NAMES.index(attribute), ATTRIBUTE_NAMES.index(within)
+    out: dict[str, float] = {}
+    for value_index, value in enumerate(VOCAB[within]):
+        rows = (targets[:, w] == value_index) & (targets[:, a] >= 0)
+        if rows.any():
+            out[f"accuracy_{attribute}_on_{value}"] = float((predicted[rows, a] == targets[rows, a]).double().mean())
+    return out
