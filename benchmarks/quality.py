@@ -4,13 +4,15 @@
         [--work runs/quality] [--only cd,scott] [--budget-steps N] [--prompts 50] [--n-per-prompt 10]
         [--eval-seeds 2] [--jobs 2] [--json FILE] [--grid FILE]
 
-Rows: the teacher (DDIM with classifier-free guidance) at 1/2/4/25 steps; vanilla CD (eta = 0, lambda_adv = 0)
-and SCott (the base config, configs/distill/tiny.toml) at 1/2/4 steps through the serving pipeline; and an
-ablation over eta, h and lambda_adv. Every student is distilled from the same teacher on the same data with the
-same budget (steps, batch, seed): only the named knob differs. Metrics (scott.eval, on held-out prompts): FID in
-the attribute classifier's feature space, prompt accuracy, precision / recall / density / coverage; with several
---eval-seeds each is mean ± std over sampling seed sets. Then SCott's % FID improvement over CD per step count
-against the issue's targets, a JSON file and a grid PNG (rows = held-out prompts, listed in a .txt beside it).
+Rows: the teacher (DDIM with classifier-free guidance) at 1/2/4/25 steps, and each student at 1/2/4 steps through the
+serving pipeline. Students: the paper's methods (configs/distill/methods/: LCM, CD with h ODE sub-steps, LCM + the
+adversarial loss, SCott) over the scale config, and an ablation of SCott's eta, h, lambda_adv and eta_reference, each
+at every --train-seeds seed. Every student is distilled from the same teacher on the same data with the same budget:
+only the named knob and the seed differ. Metrics (scott.eval, on held-out prompts; benchmarks/eval_validation.py
+checks which rank quality): fd_low and FID, prompt and per-attribute accuracy, colour accuracy on each background,
+precision / recall / coverage; with several --eval-seeds each row is the mean over sampling seed sets. Then each arm
+over its training seeds, each arm against LCM paired by seed and by prompt (quality_report.py), a JSON file and a
+grid PNG (rows = held-out prompts, listed in a .txt beside it).
 
 Resumable: each variant trains in its own folder under --work and is skipped once complete (an interrupted one is
 resumed by the distiller from its last checkpoint); each evaluated row is cached under <work>/eval.
@@ -30,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import torch  # noqa: E402
 from quality_eval import EvalSettings, evaluate_row, write_grid  # noqa: E402
-from quality_report import improvements, print_report  # noqa: E402
+from quality_report import compare, print_report  # noqa: E402
 from quality_variants import (  # noqa: E402
     DistillRun,
     FolderMismatch,
@@ -209,7 +211,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
                     result = evaluate_row(f"{variant.name}@{steps}", fn, settings, classifier, cache, stamp, params)
                     knobs = knob_values(run.base, variant)
-                    add({**result, "model": variant.name, "label": variant.label, "steps": steps, "knobs": knobs})
+                    add(
+                        {**result, "model": variant.name, "group": variant.group, "seed": variant.seed,
+                         "label": variant.label, "steps": steps, "knobs": knobs}
+                    )  # fmt: skip
         except BaseException:
             for future in futures:
                 future.cancel()  # the running ones finish (and stay resumable); the queued ones never start
@@ -223,8 +228,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_grid(grid_path, columns, prompts[: args.grid_prompts], args.grid_seed, args.grid_scale)
         console.print(f"[quality] grid: {grid_path} (prompts in {grid_path.with_suffix('.txt')})", markup=False)
 
-    gains = improvements(rows)
-    print_report(console, rows, floor, gains)
+    comparisons = compare(rows)
+    print_report(console, rows, floor, comparisons)
     report = {
         "settings": {
             "teacher": str(args.teacher),
@@ -251,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for d in sorted(distilled.values(), key=lambda d: order[d.variant.name])
         },
         "rows": rows,
-        "improvements": gains,
+        "comparisons": comparisons,
         "grid": str(grid_path) if columns else None,
     }
     json_path = args.json or args.work / "quality.json"
@@ -262,20 +267,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _grid_columns(args, teacher, teacher_w, pipelines, pipeline_generate_fn) -> list[tuple[str, Any]]:
-    """teacher at its most steps, CD at its fewest, SCott at every step count (CD's if SCott was not run)."""
+    """The teacher at its most steps, LCM at its fewest, SCott at every step count (training seed 0 of each)."""
     columns: list[tuple[str, Any]] = []
     if args.teacher_steps:
         top = max(args.teacher_steps)
         columns.append((f"teacher DDIM {top}", teacher_generate_fn(teacher, top, teacher_w)))
-    gamma = args.gamma
-    main = "scott" if "scott" in pipelines else ("cd" if "cd" in pipelines else None)
-    if main == "scott" and "cd" in pipelines:
+    lcm, scott = pipelines.get("lcm-seed0"), pipelines.get("scott-seed0")
+    if lcm is not None:
         low = min(args.steps)
-        columns.append((f"CD {low}", pipeline_generate_fn(pipelines["cd"], low, args.guidance, gamma)))
-    if main is not None:
+        columns.append((f"LCM {low}", pipeline_generate_fn(lcm, low, args.guidance, args.gamma)))
+    if scott is not None:
         for steps in args.steps:
-            fn = pipeline_generate_fn(pipelines[main], steps, args.guidance, gamma)
-            columns.append((f"{'SCott' if main == 'scott' else 'CD'} {steps}", fn))
+            columns.append((f"SCott {steps}", pipeline_generate_fn(scott, steps, args.guidance, args.gamma)))
     return columns
 
 

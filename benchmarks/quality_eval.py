@@ -20,7 +20,7 @@ from scott.eval.evaluate import GenerateFn, evaluate
 from scott.eval.spread import mean_std
 
 # The metrics every row reports (scott.eval.evaluate computes more; they are kept in the JSON).
-METRICS = ("fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
+METRICS = ("fd_low", "fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
 SEED_STRIDE = 100_000  # sampling seed set j draws seeds j * SEED_STRIDE + (0 .. n_per_prompt - 1)
 
 

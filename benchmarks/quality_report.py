@@ -1,99 +1,188 @@
-"""The quality benchmark's report: rich tables of the rows, SCott's gain over vanilla CD per step count, and the
-issue's targets (>= 10% lower FID than CD at 1 and 2 steps; higher recall and coverage)."""
+"""The quality benchmark's report: every row, each arm over its training seeds (mean ± std), and each arm against the
+baseline (LCM) paired by training seed and by held-out prompt.
+
+A row is one student (one arm at one training seed) or the teacher at one step count; its value of a metric is the mean
+over the sampling seed sets. An arm's spread is over training seeds: what a rerun of the recipe would move.
+Paired tests (scipy.stats): over training seeds (the same seed gives both arms the same data order, timesteps and
+noise), a paired t-test; over held-out prompts, the per-prompt prompt accuracy averaged over seeds, a paired t-test
+and a Wilcoxon signed-rank test.
+"""
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
+from scipy import stats
 
 from scott.eval.spread import mean_std
 
-FID_TARGET_PCT = 10.0  # SCott's FID at least this much below vanilla CD's ...
-FID_TARGET_STEPS = (1, 2)  # ... at these step counts
-SHOWN = (("fid", "FID ↓"), ("prompt_accuracy", "prompt acc ↑"), ("precision", "precision ↑"))
-SHOWN += (("recall", "recall ↑"), ("coverage", "coverage ↑"), ("density", "density"))
+# (metric, header, higher is better); fd_low and fid are distances. The first is the headline.
+SHOWN = (
+    ("fd_low", "FD low ↓", False),
+    ("fid", "FID ↓", False),
+    ("prompt_accuracy", "prompt acc ↑", True),
+    ("accuracy_shape", "shape ↑", True),
+    ("accuracy_color", "colour ↑", True),
+    ("accuracy_color_on_white", "colour on white ↑", True),
+    ("accuracy_size", "size ↑", True),
+    ("accuracy_position", "position ↑", True),
+    ("precision", "precision ↑", True),
+    ("recall", "recall ↑", True),
+    ("coverage", "coverage ↑", True),
+)
+COMPARED = ("fd_low", "fid", "prompt_accuracy", "accuracy_shape", "accuracy_color", "recall", "coverage")
+BASELINE = "lcm"
 
 
-def _cell(row: dict, metric: str) -> str:
-    mean, std = row["mean"][metric], row["std"][metric]
-    digits = 2 if metric == "fid" else 3
-    text = f"{mean:.{digits}f}"
-    return text + (f" ± {std:.{digits}f}" if len(row["runs"]) > 1 else "")
+def _digits(metric: str) -> int:
+    return 1 if metric == "fid" else 3
 
 
-def improvements(rows: Sequence[dict]) -> dict[str, dict]:
-    """Per step count where both CD and SCott rows exist: SCott's % FID improvement over CD (mean ± std over the
-    paired sampling seed sets) and its recall / coverage gains, with whether each target is met."""
-    by = {(r["model"], r["steps"]): r for r in rows}
-    out: dict[str, dict] = {}
-    for (model, steps), cd in sorted(by.items(), key=lambda kv: kv[0][1]):
-        scott = by.get(("scott", steps))
-        if model != "cd" or scott is None:
-            continue
-        pct = [100.0 * (c["fid"] - s["fid"]) / c["fid"] for c, s in zip(cd["runs"], scott["runs"], strict=True)]
-        fid_mean, fid_std = mean_std(pct)
-        entry = {
-            "fid_improvement_pct": fid_mean,
-            "fid_improvement_pct_std": fid_std,
-            "recall_gain": scott["mean"]["recall"] - cd["mean"]["recall"],
-            "coverage_gain": scott["mean"]["coverage"] - cd["mean"]["coverage"],
+def arms(rows: Sequence[dict]) -> dict[tuple[str, int], dict]:
+    """(group, steps) -> {'label', 'seeds', 'values': {metric: [one per seed]}, 'mean', 'std'} over training seeds."""
+    grouped: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["model"] != "teacher":
+            grouped[(row["group"], row["steps"])].append(row)
+    out = {}
+    for key, members in grouped.items():
+        members = sorted(members, key=lambda r: r["seed"])
+        values = {m: [r["mean"][m] for r in members if m in r["mean"]] for m, _, _ in SHOWN}
+        values = {m: v for m, v in values.items() if len(v) == len(members)}
+        out[key] = {
+            "label": members[0]["label"],
+            "seeds": [r["seed"] for r in members],
+            "values": values,
+            "mean": {m: mean_std(v)[0] for m, v in values.items()},
+            "std": {m: mean_std(v)[1] for m, v in values.items()},
         }
-        entry["diversity_target_met"] = entry["recall_gain"] > 0 and entry["coverage_gain"] > 0
-        if steps in FID_TARGET_STEPS:
-            entry["fid_target_met"] = fid_mean >= FID_TARGET_PCT
-        out[str(steps)] = entry
     return out
 
 
-def rows_table(title: str, rows: Sequence[dict], knobs: bool = False) -> Table:
+def _per_prompt(rows: Sequence[dict], group: str, steps: int) -> dict[int, np.ndarray]:
+    """seed -> per-prompt prompt accuracy (mean over the row's sampling seed sets)."""
+    out = {}
+    for row in rows:
+        if row["model"] != "teacher" and row["group"] == group and row["steps"] == steps:
+            out[row["seed"]] = np.mean([run["per_prompt"]["prompt_accuracy"] for run in row["runs"]], axis=0)
+    return out
+
+
+def _t_test(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided paired t-test p-value (nan below 2 pairs or with no variance in the differences)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(d) < 2 or np.allclose(d, d[0]):
+        return float("nan")
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def compare(rows: Sequence[dict], baseline: str = BASELINE) -> dict[str, dict]:
+    """'<group>@<steps>' -> each compared metric's paired difference against the baseline at the same steps:
+    {'diff', 'diff_std', 'relative' (for distances, % of the baseline), 'p_seeds', 'seeds'}, plus
+    'prompts': the per-prompt prompt accuracy difference over held-out prompts with its t and Wilcoxon p-values."""
+    by_arm = arms(rows)
+    out: dict[str, dict] = {}
+    for (group, steps), arm in sorted(by_arm.items()):
+        base = by_arm.get((baseline, steps))
+        if group == baseline or base is None:
+            continue
+        seeds = [s for s in arm["seeds"] if s in base["seeds"]]
+        if not seeds:
+            continue
+        entry: dict = {"seeds": seeds}
+        for metric in COMPARED:
+            if metric not in arm["values"] or metric not in base["values"]:
+                continue
+            a = [arm["values"][metric][arm["seeds"].index(s)] for s in seeds]
+            b = [base["values"][metric][base["seeds"].index(s)] for s in seeds]
+            diff, diff_std = mean_std(x - y for x, y in zip(a, b, strict=True))
+            entry[metric] = {"diff": diff, "diff_std": diff_std, "p_seeds": _t_test(a, b)}
+            if metric in ("fd_low", "fid"):
+                entry[metric]["relative_pct"] = 100.0 * diff / float(np.mean(b))
+        pa, pb = _per_prompt(rows, group, steps), _per_prompt(rows, baseline, steps)
+        a = np.mean([pa[s] for s in seeds], axis=0)
+        b = np.mean([pb[s] for s in seeds], axis=0)
+        d = a - b
+        entry["prompts"] = {
+            "n": len(d),
+            "diff": float(d.mean()),
+            "p_t": _t_test(a, b),
+            "p_wilcoxon": float(stats.wilcoxon(a, b).pvalue) if np.any(d != 0) else float("nan"),
+        }
+        out[f"{group}@{steps}"] = entry
+    return out
+
+
+def _cell(mean: float, std: float | None, metric: str) -> str:
+    digits = _digits(metric)
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def rows_table(title: str, rows: Sequence[dict]) -> Table:
     table = Table(title=title)
-    table.add_column("sampler")
-    table.add_column("steps", justify="right")
-    if knobs:
-        for name in ("η", "h", "λ_adv"):
-            table.add_column(name, justify="right")
-    for _, header in SHOWN:
+    for header in ("sampler", "train seed", "steps"):
+        table.add_column(header, justify="right" if header != "sampler" else "left")
+    for _, header, _ in SHOWN:
         table.add_column(header, justify="right")
     for row in rows:
-        cells = [row["label"], str(row["steps"])]
-        if knobs:
-            k = row.get("knobs") or {}
-            cells += [f"{k.get(n, float('nan')):g}" for n in ("eta", "h", "adv")]
-        table.add_row(*cells, *(_cell(row, m) for m, _ in SHOWN))
+        seed = "-" if row["model"] == "teacher" else str(row["seed"])
+        many = len(row["runs"]) > 1
+        cells = [
+            _cell(row["mean"][m], row["std"][m] if many else None, m) if m in row["mean"] else "-" for m, _, _ in SHOWN
+        ]
+        table.add_row(row["label"], seed, str(row["steps"]), *cells)
     return table
 
 
-def improvement_table(gains: dict[str, dict]) -> Table:
-    table = Table(title=f"SCott vs vanilla CD (target: FID ≥ {FID_TARGET_PCT:g}% lower at 1 and 2 steps)")
-    for header in ("steps", "FID improvement", "FID target", "recall gain", "coverage gain", "diversity target"):
+def arms_table(by_arm: dict[tuple[str, int], dict]) -> Table:
+    table = Table(title="Each arm over its training seeds (mean ± std over seeds)")
+    for header in ("arm", "seeds", "steps"):
+        table.add_column(header)
+    for _, header, _ in SHOWN:
         table.add_column(header, justify="right")
-    for steps, g in gains.items():
-        pct = f"{g['fid_improvement_pct']:+.1f}%"
-        if g["fid_improvement_pct_std"] > 0:
-            pct += f" ± {g['fid_improvement_pct_std']:.1f}"
-        fid_ok = {True: "met", False: "missed"}.get(g.get("fid_target_met"), "-")
-        table.add_row(
-            steps,
-            pct,
-            fid_ok,
-            f"{g['recall_gain']:+.3f}",
-            f"{g['coverage_gain']:+.3f}",
-            "met" if g["diversity_target_met"] else "missed",
-        )
+    for (_, steps), arm in by_arm.items():
+        many = len(arm["seeds"]) > 1
+        cells = [
+            _cell(arm["mean"][m], arm["std"][m] if many else None, m) if m in arm["mean"] else "-" for m, _, _ in SHOWN
+        ]
+        table.add_row(arm["label"], ",".join(map(str, arm["seeds"])), str(steps), *cells)
     return table
 
 
-def print_report(console: Console, rows: Sequence[dict], floor: dict[str, float], gains: dict[str, dict]) -> None:
-    main = [r for r in rows if r["model"] in ("teacher", "cd", "scott")]
-    ablation = [r for r in rows if r["model"] not in ("teacher", "cd")]
-    console.print(rows_table("Teacher vs vanilla CD vs SCott (same teacher, same distillation budget)", main))
-    if any(r["model"] not in ("teacher", "cd", "scott") for r in ablation):
-        console.print(rows_table("Ablation over η, h and λ_adv (everything else as SCott)", ablation, knobs=True))
-    if gains:
-        console.print(improvement_table(gains))
+def comparison_table(comparisons: dict[str, dict], baseline: str = BASELINE) -> Table:
+    table = Table(title=f"Against {baseline}, paired by training seed (p: paired t-test) and by held-out prompt")
+    table.add_column("arm @ steps")
+    table.add_column("seeds", justify="right")
+    for metric in ("fd_low", "fid"):
+        table.add_column(f"{metric} Δ% (p)", justify="right")
+    for metric in ("prompt_accuracy", "accuracy_shape", "accuracy_color"):
+        table.add_column(f"{metric} Δ (p)", justify="right")
+    table.add_column("prompt acc Δ over prompts (p t / Wilcoxon)", justify="right")
+    for name, c in comparisons.items():
+        cells = [name, str(len(c["seeds"]))]
+        for metric in ("fd_low", "fid"):
+            m = c.get(metric)
+            cells.append("-" if m is None else f"{m['relative_pct']:+.1f}% ({m['p_seeds']:.2g})")
+        for metric in ("prompt_accuracy", "accuracy_shape", "accuracy_color"):
+            m = c.get(metric)
+            cells.append("-" if m is None else f"{m['diff']:+.3f} ({m['p_seeds']:.2g})")
+        p = c["prompts"]
+        cells.append(f"{p['diff']:+.3f} ({p['p_t']:.2g} / {p['p_wilcoxon']:.2g}, n={p['n']})")
+        table.add_row(*cells)
+    return table
+
+
+def print_report(console: Console, rows: Sequence[dict], floor: dict[str, float], comparisons: dict[str, dict]) -> None:
+    console.print(rows_table("Every row (mean ± std over sampling seed sets)", rows))
+    console.print(arms_table(arms(rows)))
+    if comparisons:
+        console.print(comparison_table(comparisons))
     if floor:
-        text = ", ".join(f"{k} {v:.3f}" for k, v in floor.items() if k in dict(SHOWN) and math.isfinite(v))
+        shown = {m for m, _, _ in SHOWN}
+        text = ", ".join(f"{k} {v:.3f}" for k, v in floor.items() if k in shown and math.isfinite(v))
         console.print(f"real-vs-real floor at this sample count (a perfect generator): {text}")

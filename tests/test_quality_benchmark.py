@@ -1,5 +1,6 @@
-"""benchmarks/quality.py end to end on a tiny random teacher: two real distillations (CD and SCott, 2 steps), every
-row and metric in the JSON, the grid's size, and a second run that skips the finished variants and cached rows."""
+"""benchmarks/quality.py end to end on a tiny random teacher: four real distillations (LCM and SCott at two training
+seeds, 2 steps each), every row and metric in the JSON, the arms over seeds and the paired comparison, the grid's
+size, and a second run that skips the finished variants and cached rows."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from PIL import Image
 
 from scott.models import build_model, save_model
 
-METRICS = ("fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
+METRICS = ("fd_low", "fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
 
 
 quality = load_benchmark("quality")  # puts benchmarks/ on sys.path, so its helpers import as top-level modules
@@ -36,26 +37,34 @@ def teacher(tmp_path_factory) -> Path:
 
 def _argv(teacher: Path, work: Path, *extra: str) -> list[str]:
     return [
-        "--teacher", str(teacher), "--data", "procedural:8", "--work", str(work), "--only", "cd,scott",
+        "--teacher", str(teacher), "--data", "procedural:8", "--work", str(work), "--methods", "lcm,scott",
+        "--train-seeds", "0,1", "--no-ablation",
         "--budget-steps", "2", "--distill-option", "batch_size=4", "--distill-option", "checkpoint_every=0",
         "--threads", "1", "--prompts", "3", "--n-per-prompt", "2", "--eval-seeds", "2", "--eval-batch", "8",
         "--grid-prompts", "2", "--grid-scale", "2", "--grid", str(work / "grid.png"), "--no-progress", *extra,
     ]  # fmt: skip
 
 
-def test_variants_cover_the_ablation_without_duplicates():
-    base = {"eta": 0.3, "substeps": 3, "adv_weight": 0.4, "lr": 1e-4}
-    variants = quality_variants.build_variants(base, {"eta": [0, 0.3, 0.6], "h": [1, 3], "adv": [0, 0.4]})
-    assert [v.name for v in variants] == ["cd", "scott", "eta0", "eta0.6", "h1", "adv0"]
-    assert variants[0].overrides == {"eta": 0.0, "adv_weight": 0.0}
-    assert quality_variants.knob_values(base, variants[4]) == {"eta": 0.3, "h": 1, "adv": 0.4}
+def test_variants_are_methods_and_ablation_points_at_every_seed():
+    base = {"eta": 0.3, "eta_reference": "sd15", "substeps": 3, "adv_weight": 0.4, "lr": 1e-4}
+    ablation = {"eta": [0.3, 0.6], "h": [1, 3], "ref": ["none"]}
+    variants = quality_variants.build_variants(base, ["lcm", "scott"], [0, 1], ablation)
+    names = ["lcm", "scott", "scott-eta0.6", "scott-h1", "scott-refnone"]  # eta 0.3 and h 3 are SCott itself
+    assert [v.name for v in variants] == [f"{n}-seed{s}" for s in (0, 1) for n in names]
+    lcm = variants[0]
+    assert lcm.overrides == {"eta": 0.0, "substeps": 1, "adv_weight": 0.0, "seed": 0} and lcm.group == "lcm"
+    assert quality_variants.knob_values(base, variants[3]) == {"eta": 0.3, "h": 1, "adv": 0.4, "ref": "sd15"}
+    assert variants[4].overrides["eta_reference"] == "none" and variants[-1].seed == 1
+    with pytest.raises(ValueError, match="no method"):
+        quality_variants.build_variants(base, ["vanilla"], [0], {})
 
 
 def test_benchmark_runs_then_resumes(teacher, tmp_path):
     work = tmp_path / "quality"
     report = quality.main(_argv(teacher, work, "--jobs", "2"))  # both distillations side by side, logs to files
 
-    expected = {f"teacher@{s}" for s in (1, 2, 4, 25)} | {f"{m}@{s}" for m in ("cd", "scott") for s in (1, 2, 4)}
+    students = [f"{m}-seed{seed}" for m in ("lcm", "scott") for seed in (0, 1)]
+    expected = {f"teacher@{s}" for s in (1, 2, 4, 25)} | {f"{m}@{s}" for m in students for s in (1, 2, 4)}
     rows = {r["row"]: r for r in report["rows"]}
     assert set(rows) == expected
     for row in rows.values():
@@ -63,29 +72,37 @@ def test_benchmark_runs_then_resumes(teacher, tmp_path):
         for metric in METRICS:
             assert math.isfinite(row["mean"][metric]) and math.isfinite(row["std"][metric]), (row["row"], metric)
         assert row["mean"]["n_images"] == 6
-    assert rows["cd@1"]["knobs"] == {"eta": 0.0, "h": 3, "adv": 0.0}
-    assert rows["scott@1"]["knobs"] == {"eta": 0.3, "h": 3, "adv": 0.4}
-    # students are really distilled and different: CD trained without a discriminator, SCott with one
+    assert rows["lcm-seed0@1"]["knobs"] == {"eta": 0.0, "h": 1, "adv": 0.0, "ref": "sd15"}
+    assert rows["scott-seed1@1"]["knobs"] == {"eta": 0.3, "h": 3, "adv": 0.4, "ref": "sd15"}
+    # students are really distilled and different: LCM trained without a discriminator, SCott with one
     assert {v["status"] for v in report["variants"].values()} == {"trained"}
-    for name in ("cd", "scott"):
+    for name in students:
         summary = json.loads((work / name / "train" / "rank-0.json").read_text())
         assert summary["steps"] == 2
         assert '"steps": 2' in (work / name / "distill.log").read_text()
-    assert "loss_d" in (work / "scott" / "train" / "log.jsonl").read_text()
-    assert set(report["improvements"]) == {"1", "2", "4"}
-    assert all(math.isfinite(g["fid_improvement_pct"]) for g in report["improvements"].values())
-    assert "fid_target_met" in report["improvements"]["1"] and "fid_target_met" not in report["improvements"]["4"]
+    assert "loss_d" in (work / "scott-seed0" / "train" / "log.jsonl").read_text()
+    seeds = {
+        json.loads((work / n / "train" / "log.jsonl").read_text().splitlines()[0])["config"]["seed"] for n in students
+    }
+    assert seeds == {0, 1}
+    # SCott against LCM, paired by seed (two pairs) and by prompt (three)
+    assert set(report["comparisons"]) == {"scott@1", "scott@2", "scott@4"}
+    one = report["comparisons"]["scott@1"]
+    assert one["seeds"] == [0, 1] and one["prompts"]["n"] == 3
+    lcm1 = [rows[f"lcm-seed{s}@1"]["mean"]["fd_low"] for s in (0, 1)]
+    scott1 = [rows[f"scott-seed{s}@1"]["mean"]["fd_low"] for s in (0, 1)]
+    assert one["fd_low"]["diff"] == pytest.approx(sum(scott1) / 2 - sum(lcm1) / 2)
 
     on_disk = json.loads((work / "quality.json").read_text())
     assert {r["row"] for r in on_disk["rows"]} == expected
-    # 2 prompts x (teacher 25, CD 1, SCott 1/2/4) cells of 64 px, upscaled 2x
+    # 2 prompts x (teacher 25, LCM 1, SCott 1/2/4) cells of 64 px, upscaled 2x
     with Image.open(work / "grid.png") as grid:
         assert grid.size == (5 * 64 * 2, 2 * 64 * 2)
     listing = (work / "grid.txt").read_text()
-    assert "teacher DDIM 25 | CD 1 | SCott 1 | SCott 2 | SCott 4" in listing and listing.count("\n") == 5
+    assert "teacher DDIM 25 | LCM 1 | SCott 1 | SCott 2 | SCott 4" in listing and listing.count("\n") == 5
 
     # Second run: nothing is retrained or re-evaluated.
-    weights = work / "scott" / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = work / "scott-seed0" / "model" / "unet" / "diffusion_pytorch_model.safetensors"
     before = weights.stat().st_mtime_ns
     again = quality.main(_argv(teacher, work))
     assert {v["status"] for v in again["variants"].values()} == {"skipped"}

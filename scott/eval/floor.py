@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from scott.eval.classifier import AttributeClassifier, load_classifier
 from scott.eval.evaluate import feature_metrics, real_images, to_classifier_input
+from scott.eval.fid import fid
 from scott.eval.prompts import eval_prompts
 from scott.eval.spread import format_spread, spread
 
@@ -21,9 +22,12 @@ def real_vs_real(
     """Feature metrics between two disjoint real sets of each prompt: indices [2rn, 2rn + n) and [2rn + n, 2rn + 2n)."""
     size = classifier.config.image_size
     start = 2 * repeat * n_per_prompt
-    _, a = classifier.predict(to_classifier_input(real_images(prompts, n_per_prompt, start), size))
-    _, b = classifier.predict(to_classifier_input(real_images(prompts, n_per_prompt, start + n_per_prompt), size))
-    return feature_metrics(a.numpy(), b.numpy(), k, n_per_prompt)
+    x_a = to_classifier_input(real_images(prompts, n_per_prompt, start), size)
+    x_b = to_classifier_input(real_images(prompts, n_per_prompt, start + n_per_prompt), size)
+    (_, a), (_, b) = classifier.predict(x_a), classifier.predict(x_b)
+    out = feature_metrics(a.numpy(), b.numpy(), k, n_per_prompt)
+    out["fd_low"] = fid(classifier.low_level_features(x_a).numpy(), classifier.low_level_features(x_b).numpy())
+    return out
 
 
 def main() -> None:
@@ -35,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     classifier = load_classifier(args.classifier)
     prompts = eval_prompts(args.prompts)
-    keys = ("fid", "precision", "recall", "density", "coverage")
+    keys = ("fd_low", "fid", "precision", "recall", "density", "coverage")
     print("| images per set | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for count in args.counts:
