@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablate-adv", type=_floats, default=[])
     p.add_argument("--ablate-ref", type=_names, default=["none"], help="eta_reference: none = eta as is")
     p.add_argument("--no-ablation", action="store_true", help="only the methods")
+    p.add_argument(
+        "--reference", action="append", default=[], metavar="NAME=DIR", help="another distilled model to score alike"
+    )
     p.add_argument("--steps", type=_ints, default=[1, 2, 4], help="student sampling steps")
     p.add_argument("--teacher-steps", type=_ints, default=[1, 2, 4, 25], help="teacher DDIM steps ('' for none)")
     p.add_argument("--guidance", type=float, default=8.0, help="w of every sampler (the distilled models' default)")
@@ -199,6 +202,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 fn = teacher_generate_fn(teacher, steps, teacher_w)
                 result = evaluate_row(f"teacher@{steps}", fn, settings, classifier, cache, teacher_stamp, params)
                 add({**result, "model": "teacher", "label": f"teacher DDIM, CFG {teacher_w:g}", "steps": steps})
+            for reference in args.reference:
+                name, sep, folder = reference.partition("=")
+                if not sep:
+                    raise SystemExit(f"--reference needs NAME=DIR, got {reference!r}")
+                pipeline = load_pipeline(Path(folder), "torch", args.device)
+                gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
+                for steps in args.steps:
+                    params = {"sampler": "consistency", "steps": steps, "guidance": args.guidance, "gamma": gamma}
+                    fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
+                    result = evaluate_row(
+                        f"{name}@{steps}", fn, settings, classifier, cache, dir_stamp(Path(folder)), params
+                    )
+                    add({**result, "model": name, "label": f"{name} ({folder})", "steps": steps})
             for future in as_completed(futures):
                 done = future.result()
                 variant = done.variant
@@ -220,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 future.cancel()  # the running ones finish (and stay resumable); the queued ones never start
             raise
     order = {v.name: i for i, v in enumerate(variants)}
-    rows.sort(key=lambda r: (-1 if r["model"] == "teacher" else order[r["model"]], r["steps"]))
+    rows.sort(key=lambda r: (order.get(r["model"], -1 if r["model"] == "teacher" else len(order)), r["steps"]))
 
     grid_path = args.grid or args.work / "grid.png"
     columns = _grid_columns(args, teacher, teacher_w, pipelines, pipeline_generate_fn)

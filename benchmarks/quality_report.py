@@ -47,7 +47,7 @@ def arms(rows: Sequence[dict]) -> dict[tuple[str, int], dict]:
     """(group, steps) -> {'label', 'seeds', 'values': {metric: [one per seed]}, 'mean', 'std'} over training seeds."""
     grouped: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for row in rows:
-        if row["model"] != "teacher":
+        if "group" in row:  # a student of an arm (not the teacher, not a --reference model)
             grouped[(row["group"], row["steps"])].append(row)
     out = {}
     for key, members in grouped.items():
@@ -68,7 +68,7 @@ def _per_prompt(rows: Sequence[dict], group: str, steps: int) -> dict[int, np.nd
     """seed -> per-prompt prompt accuracy (mean over the row's sampling seed sets)."""
     out = {}
     for row in rows:
-        if row["model"] != "teacher" and row["group"] == group and row["steps"] == steps:
+        if row.get("group") == group and row["steps"] == steps:
             out[row["seed"]] = np.mean([run["per_prompt"]["prompt_accuracy"] for run in row["runs"]], axis=0)
     return out
 
@@ -130,7 +130,7 @@ def rows_table(title: str, rows: Sequence[dict]) -> Table:
     for _, header, _ in SHOWN:
         table.add_column(header, justify="right")
     for row in rows:
-        seed = "-" if row["model"] == "teacher" else str(row["seed"])
+        seed = str(row["seed"]) if "group" in row else "-"
         many = len(row["runs"]) > 1
         cells = [
             _cell(row["mean"][m], row["std"][m] if many else None, m) if m in row["mean"] else "-" for m, _, _ in SHOWN

@@ -104,11 +104,18 @@ def test_benchmark_runs_then_resumes(teacher, tmp_path):
     # Second run: nothing is retrained or re-evaluated.
     weights = work / "scott-seed0" / "model" / "unet" / "diffusion_pytorch_model.safetensors"
     before = weights.stat().st_mtime_ns
-    again = quality.main(_argv(teacher, work))
+    again = quality.main(_argv(teacher, work, "--reference", f"copy={work / 'lcm-seed0' / 'model'}"))
     assert {v["status"] for v in again["variants"].values()} == {"skipped"}
-    assert all(r["cached"] for r in again["rows"])
     assert weights.stat().st_mtime_ns == before
-    assert {r["row"]: r["mean"]["fid"] for r in again["rows"]} == {k: r["mean"]["fid"] for k, r in rows.items()}
+    again_rows = {r["row"]: r for r in again["rows"]}
+    assert all(again_rows[name]["cached"] for name in rows)
+    assert {name: again_rows[name]["mean"]["fid"] for name in rows} == {k: r["mean"]["fid"] for k, r in rows.items()}
+    # A --reference model is scored alike (the same student scores the same) and stays out of the arms.
+    for steps in (1, 2, 4):
+        copy = again_rows[f"copy@{steps}"]
+        assert not copy["cached"] and "group" not in copy
+        assert copy["mean"]["fd_low"] == rows[f"lcm-seed0@{steps}"]["mean"]["fd_low"]
+    assert set(again["comparisons"]) == set(report["comparisons"])
 
     # A folder is never reused for another configuration of the same variant.
     with pytest.raises(quality_variants.FolderMismatch, match="another configuration"):
