@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The quality benchmark and its eta / h / lambda_adv ablation on one GPU host, from scratch, in one command: the
-# embedded model's teacher trained by its own recipe (`python -m scott.recipe.embedded --until teacher`, adopting
-# the shipped VAE), then benchmarks/quality.py on that teacher with every distillation on the GPU at once.
+# The whole SCott evidence grid on one GPU host, from scratch, in one command: the embedded model's teacher trained by
+# its own recipe (`python -m scott.recipe.embedded --until teacher`, adopting the shipped VAE), then
+# benchmarks/quality.py on that teacher: the four methods (LCM, CD with h sub-steps, LCM + adversarial, SCott) and
+# SCott's eta ablation (eta read on SD-1.5's schedule at 0.15 / 0.3 / 0.6, and eta as is), each at SEEDS training
+# seeds, every distillation on the GPU at once, then the validation of the metrics on the same teacher.
 #
 #   benchmarks/quality_gpu.sh WORK OUT
 #   TEACHER=runs/embedded/teacher/model benchmarks/quality_gpu.sh WORK OUT    # a teacher trained before
@@ -22,7 +24,8 @@ VAE=${VAE-models/scott-tiny/vae}        # adopted as the VAE stage (the recipe's
 THREADS=${THREADS:-}                    # torch threads of the recipe; default: the config's
 TEACHER=${TEACHER:-}                    # an existing teacher folder: the recipe is not run
 DISTILL_STEPS=${DISTILL_STEPS:-800}     # the recipe's [distill] steps
-JOBS=${JOBS:-6}
+JOBS=${JOBS:-21}                        # every distillation at once (7 arms x 3 seeds; an H200 holds them)
+SEEDS=${SEEDS:-0,1,2}
 QUALITY_ARGS=${QUALITY_ARGS:-}          # e.g. "--prompts 4 --n-per-prompt 2" for a dry run
 mkdir -p "$WORK" "$OUT"
 start=$(date +%s)
@@ -39,7 +42,9 @@ fi
 
 # shellcheck disable=SC2086  # QUALITY_ARGS is a word list
 "$PY" benchmarks/quality.py --teacher "$TEACHER" --work "$WORK/quality" --budget-steps "$DISTILL_STEPS" \
-    --distill-option checkpoint_every=100 --jobs "$JOBS" --device "$DEVICE" --no-progress \
-    --json "$OUT/quality.json" --grid "$OUT/grid.png" $QUALITY_ARGS >"$OUT/quality.log" 2>&1
+    --methods lcm,cd,adversarial,scott --train-seeds "$SEEDS" --ablate-eta 0.15,0.6 --ablate-ref none \
+    --reference shipped=models/scott-tiny --distill-option checkpoint_every=100 --jobs "$JOBS" --device "$DEVICE" \
+    --no-progress --json "$OUT/quality.json" --grid "$OUT/grid.png" $QUALITY_ARGS >"$OUT/quality.log" 2>&1
 echo "quality benchmark done after $(($(date +%s) - start)) s"
+"$PY" benchmarks/eval_validation.py --teacher "$TEACHER" --json "$OUT/eval_validation.json" >"$OUT/eval_validation.log" 2>&1
 ls -la "$OUT"
