@@ -9,10 +9,10 @@ serving pipeline. Students: the paper's methods (configs/distill/methods/: LCM, 
 adversarial loss, SCott) over the scale config, and an ablation of SCott's eta, h, lambda_adv and eta_reference, each
 at every --train-seeds seed. Every student is distilled from the same teacher on the same data with the same budget:
 only the named knob and the seed differ. Metrics (scott.eval, on held-out prompts; benchmarks/eval_validation.py
-checks which rank quality): fd_low and FID, prompt and per-attribute accuracy, colour accuracy on each background,
-precision / recall / coverage; with several --eval-seeds each row is the mean over sampling seed sets. Then each arm
-over its training seeds, each arm against LCM paired by seed and by prompt (quality_report.py), a JSON file and a
-grid PNG (rows = held-out prompts, listed in a .txt beside it).
+checks which rank quality; the tables show those, the JSON every metric): fd_low, prompt and per-attribute accuracy,
+colour accuracy on each background, precision / coverage; with several --eval-seeds each row is the mean over
+sampling seed sets. Then each arm over its training seeds, each arm against LCM paired by seed and by prompt
+(quality_report.py), a JSON file and a grid PNG (rows = held-out prompts, listed in a .txt beside it).
 
 Resumable: each variant trains in its own folder under --work and is skipped once complete (an interrupted one is
 resumed by the distiller from its last checkpoint); each evaluated row is cached under <work>/eval.
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows.append(row)
         how = "cached" if row["cached"] else "evaluated"
         console.print(
-            f"[quality] {row['label']} @ {row['steps']} steps ({how}): FID {row['mean']['fid']:.2f}, "
-            f"prompt acc {row['mean']['prompt_accuracy']:.3f}, recall {row['mean']['recall']:.3f}, "
+            f"[quality] {row['label']} @ {row['steps']} steps ({how}): fd_low {row['mean']['fd_low']:.3f}, "
+            f"prompt acc {row['mean']['prompt_accuracy']:.3f}, colour {row['mean']['accuracy_color']:.3f}, "
             f"coverage {row['mean']['coverage']:.3f}",
             markup=False,
         )
