@@ -198,9 +198,10 @@ def test_eval_prints_the_metrics_table(made_model: Path, tmp_path: Path) -> None
     args = ["eval", "--model", str(made_model), "--steps", "1", "--n", "6", "--prompts", "4", "--json", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "FID floor" in result.output
+    assert "FD low floor" in result.output
     metrics = json.loads(out.read_text())["1"]
-    assert 0.0 <= metrics["prompt_accuracy"] <= 1.0 and metrics["fid"] > 0
+    assert 0.0 <= metrics["prompt_accuracy"] <= 1.0 and metrics["fd_low"] > metrics["real_fd_low"] > 0
+    assert any(key.startswith("accuracy_color_on_") for key in metrics)
 
 
 def test_export_writes_the_asked_precision_with_timed_steps(made_model: Path, tmp_path: Path) -> None:
