@@ -12,7 +12,6 @@ go to `<network>.onnx.data` beside the graph.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -326,7 +325,7 @@ def export_onnx(
             "fingerprint": model_fingerprint(model_dir, decoder),
             "decoder": {"kind": decoder.kind, "fingerprint": decoder.fingerprint()},
         },
-        "model_info": dataclasses.asdict(info),
+        "model_info": info.model_facts(),
         "dims": dims.to_json(),
         "vae": {
             "scaling_factor": scaling,

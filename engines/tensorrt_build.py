@@ -108,7 +108,7 @@ class EngineSet:
             "format": INDEX_FORMAT,
             "target": asdict(self.target),
             "model_fingerprint": self.model_fingerprint,
-            "model_info": asdict(self.model_info),
+            "model_info": self.model_info.model_facts(),
             "dims": self.dims.to_json(),
             "engines": {
                 network: {"plan": plan, "key": asdict(key), "profile": profile.to_json()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -70,6 +70,11 @@ class ModelInfo:
             default_guidance_scale=8.0 if dim is not None else 1.0,
             decoder="tiny" if bundle.tiny_decoder is not None else "full",
         )
+
+    def model_facts(self) -> dict:
+        """The fields a cached ONNX export or engine index records: the model's own, not its folder's serving card
+        (sizes, examples), which load_pipeline applies anew from serving.json on every load."""
+        return {k: v for k, v in asdict(self).items() if k not in ("sizes", "examples")}
 
     def with_card(self, card: ServingCard) -> ModelInfo:
         """This info with a model folder's serving card; ValueError if it declares a size the model cannot make,

@@ -153,7 +153,7 @@ def fake_export(tmp_path, model_dir, info) -> OnnxExport:
     manifest = {
         "format": MANIFEST_FORMAT,
         "source": {"fingerprint": model_fingerprint(model_dir)},
-        "model_info": dataclasses.asdict(info),
+        "model_info": info.model_facts(),
         "dims": {
             "text_tokens": 77,
             "text_dim": 128,
