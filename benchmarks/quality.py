@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-seeds", type=_ints, default=[0], help="training seeds of every arm: >1 gives mean ± std")
     p.add_argument("--only", type=_names, default=None, help="arms to run (lcm, scott, scott-eta0.6, ...)")
     p.add_argument("--train-only", action="store_true", help="distill every variant, evaluate nothing")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the complete variants, train none")
     p.add_argument("--budget-steps", type=int, default=None, help="distillation steps of every variant")
     p.add_argument("--distill-option", action="append", default=[], metavar="KEY=VALUE", help="for every variant")
     p.add_argument("--jobs", type=int, default=1, help="distillations side by side (1 torch thread each fits 2 cores)")
@@ -150,8 +151,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ablation = {"eta": args.ablate_eta, "h": args.ablate_h, "adv": args.ablate_adv, "ref": args.ablate_ref}
     ablation = {} if args.no_ablation else {k: v for k, v in ablation.items() if v}
     variants = _select(build_variants(run.base, args.methods, args.train_seeds, ablation), args.only)
-    for variant in variants:  # refuse a folder made for another run before any training starts
-        check_folder(run, variant)
+    states = {v.name: check_folder(run, v) for v in variants}  # refuses a folder made for another run, up front
+    if args.eval_only:  # e.g. while the remaining variants train in another process
+        pending = [name for name, state in states.items() if state != "complete"]
+        if pending:
+            console.print(f"[quality] not complete, left out: {', '.join(pending)}", markup=False)
+        variants = [v for v in variants if states[v.name] == "complete"]
     threads = int(run.base.get("cpu_threads") or 0)
     if threads > 0:
         torch.set_num_threads(threads)

@@ -117,6 +117,11 @@ def test_benchmark_runs_then_resumes(teacher, tmp_path):
         assert copy["mean"]["fd_low"] == rows[f"lcm-seed0@{steps}"]["mean"]["fd_low"]
     assert set(again["comparisons"]) == set(report["comparisons"])
 
+    # --eval-only scores what is complete and trains nothing: the seed-2 students are left out.
+    partial = quality.main(_argv(teacher, work, "--train-seeds", "0,1,2", "--eval-only", "--teacher-steps", ""))
+    assert set(partial["variants"]) == set(students) and not (work / "lcm-seed2").exists()
+    assert all(r["cached"] for r in partial["rows"])
+
     # A folder is never reused for another configuration of the same variant.
     with pytest.raises(quality_variants.FolderMismatch, match="another configuration"):
         quality.main(_argv(teacher, work, "--distill-option", "lr=0.001", "--teacher-steps", ""))
