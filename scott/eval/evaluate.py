@@ -15,7 +15,7 @@ from scott.data.samples import sample_for_prompt
 from scott.eval.classifier import AttributeClassifier, load_classifier
 from scott.eval.diversity import prdc
 from scott.eval.fid import fid
-from scott.eval.prompt_accuracy import accuracy_within, prompt_accuracy
+from scott.eval.prompt_accuracy import accuracy_within, every_named_right, prompt_accuracy
 
 # (prompts, seeds) -> uint8 images (B, H, W, 3); one image per (prompt, seed) pair.
 GenerateFn = Callable[[list[str], list[int]], np.ndarray]
@@ -98,7 +98,7 @@ def evaluate(
     real = to_classifier_input(real_images(prompts, n_per_prompt), size)
     real_pred, real_feat = classifier.predict(real)
     real_low = classifier.low_level_features(real).numpy()
-    right = ((fake_pred == targets) | (targets < 0)).all(dim=1).double()
+    right = every_named_right(fake_pred, targets).double()
     out: dict = {
         "n_prompts": len(prompts),
         "n_per_prompt": n_per_prompt,

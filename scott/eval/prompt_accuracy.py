@@ -21,8 +21,13 @@ def prompt_accuracy(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str,
     for i, name in enumerate(ATTRIBUTE_NAMES):
         if named[:, i].any():
             out[f"accuracy_{name}"] = float(right[named[:, i], i].double().mean())
-    out["prompt_accuracy"] = float(right.all(dim=1).double().mean())
+    out["prompt_accuracy"] = float(every_named_right(predicted, targets).double().mean())
     return out
+
+
+def every_named_right(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: whether each image has every attribute its prompt names right (-1 in targets: left open)."""
+    return ((predicted == targets) | (targets < 0)).all(dim=1)
 
 
 def accuracy_within(
