@@ -196,6 +196,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
 
     pipelines, distilled = {}, {}
+
+    def score_student(name: str, folder: Path, fields: dict):
+        """Rows of a distilled model at every --steps through the serving pipeline (a variant or a --reference)."""
+        pipeline = load_pipeline(folder, "torch", args.device)
+        gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
+        stamp = dir_stamp(folder)
+        for steps in args.steps:
+            params = {"sampler": "consistency", "steps": steps, "guidance": args.guidance, "gamma": gamma}
+            fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
+            result = evaluate_row(f"{name}@{steps}", fn, settings, classifier, cache, stamp, params)
+            add({**result, **fields, "steps": steps})
+        return pipeline
+
     # Distillations run --jobs at a time as subprocesses, while the teacher's rows are evaluated here; each student
     # is evaluated as soon as it is done.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -211,31 +224,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 name, sep, folder = reference.partition("=")
                 if not sep:
                     raise SystemExit(f"--reference needs NAME=DIR, got {reference!r}")
-                pipeline = load_pipeline(Path(folder), "torch", args.device)
-                gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
-                for steps in args.steps:
-                    params = {"sampler": "consistency", "steps": steps, "guidance": args.guidance, "gamma": gamma}
-                    fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
-                    result = evaluate_row(
-                        f"{name}@{steps}", fn, settings, classifier, cache, dir_stamp(Path(folder)), params
-                    )
-                    add({**result, "model": name, "label": f"{name} ({folder})", "steps": steps})
+                score_student(name, Path(folder), {"model": name, "label": f"{name} ({folder})"})
             for future in as_completed(futures):
                 done = future.result()
                 variant = done.variant
                 distilled[variant.name] = done
-                pipeline = pipelines[variant.name] = load_pipeline(done.model_dir, "torch", args.device)
-                gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
-                stamp = dir_stamp(done.model_dir)
-                for steps in args.steps:
-                    params = {"sampler": "consistency", "steps": steps, "guidance": args.guidance, "gamma": gamma}
-                    fn = pipeline_generate_fn(pipeline, steps, args.guidance, gamma)
-                    result = evaluate_row(f"{variant.name}@{steps}", fn, settings, classifier, cache, stamp, params)
-                    knobs = knob_values(run.base, variant)
-                    add(
-                        {**result, "model": variant.name, "group": variant.group, "seed": variant.seed,
-                         "label": variant.label, "steps": steps, "knobs": knobs}
-                    )  # fmt: skip
+                fields = {"model": variant.name, "group": variant.group, "seed": variant.seed, "label": variant.label}
+                fields["knobs"] = knob_values(run.base, variant)
+                pipelines[variant.name] = score_student(variant.name, done.model_dir, fields)
         except BaseException:
             for future in futures:
                 future.cancel()  # the running ones finish (and stay resumable); the queued ones never start
