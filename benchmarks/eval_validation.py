@@ -22,36 +22,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from scott.data.attributes import parse_caption  # noqa: E402
-from scott.data.samples import sample_for_prompt  # noqa: E402
 from scott.eval.classifier import load_classifier  # noqa: E402
 from scott.eval.evaluate import evaluate  # noqa: E402
-from scott.eval.generators import teacher_generate_fn  # noqa: E402
+from scott.eval.generators import real_generate_fn, teacher_generate_fn  # noqa: E402
 from scott.eval.prompts import eval_prompts  # noqa: E402
-from scott.eval.validation import DEGRADATIONS, degrade, in_order  # noqa: E402
+from scott.eval.validation import DEGRADATIONS, in_order  # noqa: E402
 
 # metric -> higher is better
 DISTANCES = {"fid": False, "fd_low": False}
 SCORES = {"prompt_accuracy": True, "precision": True, "recall": True, "coverage": True}
 SCORES |= {f"accuracy_{a}": True for a in ("shape", "color", "size", "position", "background")}
-REAL_START = 5_000  # the sets' real images: apart from evaluate()'s own (indices 0 .. n-1)
-
-
-def real_generate_fn(kind: str | None, level: float):
-    """generate_fn of real renders of each prompt (index REAL_START + seed), degraded by kind at level."""
-
-    def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
-        images = np.stack(
-            [sample_for_prompt(parse_caption(p), REAL_START + s).image for p, s in zip(prompts, seeds, strict=True)]
-        )
-        return images if kind is None else degrade(images, kind, level, seed=seeds[0])
-
-    return generate
 
 
 def main(argv: list[str] | None = None) -> dict:

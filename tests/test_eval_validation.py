@@ -82,3 +82,53 @@ def test_colour_accuracy_per_background():
     predicted[0, ATTRIBUTE_NAMES.index("color")] = VOCAB["color"].index("pink")  # wrong on white once
     out = accuracy_within(predicted, targets, "color", "background")
     assert out == {"accuracy_color_on_black": 1.0, "accuracy_color_on_white": 0.5}
+
+
+def test_colour_by_background_benchmark_balances_backgrounds_and_sees_a_colour_defect(tmp_path):
+    """benchmarks/colour_by_background.py on the shipped model: every background gets the same number of held-out
+    prompts; real renders read right, and a colour-shifted copy of them reads worse (the measure can fail)."""
+    from benchmark_loader import load_benchmark
+
+    from scott.data.attributes import BACKGROUNDS
+    from scott.eval.generators import real_generate_fn
+    from scott.eval.prompts import prompts_by_background
+
+    bench = load_benchmark("colour_by_background")
+    by_bg = prompts_by_background(3)
+    assert list(by_bg) == list(BACKGROUNDS)
+    for bg, prompts in by_bg.items():
+        assert len(prompts) == 3 and all(parse_caption(p).background == bg for p in prompts)
+        assert set(prompts) <= set(eval_prompts(None, "heldout"))
+
+    out = tmp_path / "colour.json"
+    report = bench.main(
+        [
+            "shipped=models/scott-tiny",
+            "--steps",
+            "1",
+            "--prompts",
+            "3",
+            "--n-per-prompt",
+            "2",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert [(r["model"], r["steps"]) for r in report["rows"]] == [("real renders", None), ("shipped", 1)]
+    real, shipped = report["rows"]
+    assert set(real["color"]) == set(BACKGROUNDS) and real["worst"] >= 0.8, real
+    assert shipped["guidance"] == 8.0 and all(0.0 <= v <= 1.0 for v in shipped["color"].values())
+    assert out.exists()
+
+    classifier = load_classifier()
+    prompts = by_bg["white"]
+    shifted = real_generate_fn("color", DEGRADATIONS["color"][1])
+    from scott.eval.evaluate import evaluate
+
+    score = {
+        name: evaluate(fn, prompts, 2, classifier, real_floor=False)["accuracy_color"]
+        for name, fn in (("real", real_generate_fn()), ("shifted", shifted))
+    }
+    assert score["shifted"] < score["real"], score

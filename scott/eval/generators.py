@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scott.data.attributes import parse_caption
+from scott.data.samples import sample_for_prompt
 from scott.models import ModelBundle
 from scott.pipeline import ImageRequest, TextToImagePipeline
 from scott.sampler import DDIMSampler
@@ -35,3 +37,20 @@ def pipeline_generate_fn(
 def teacher_generate_fn(bundle: ModelBundle, steps: int, guidance_scale: float):
     """generate_fn for a teacher: the same pipeline, with DDIM (eta = 0) at `steps` trailing timesteps and CFG."""
     return pipeline_generate_fn(TextToImagePipeline.from_bundle(bundle, DDIMSampler()), steps, guidance_scale)
+
+
+REAL_START = 5_000  # real renders apart from evaluate()'s own reference images (indices 0 .. n-1)
+
+
+def real_generate_fn(kind: str | None = None, level: float = 0.0):
+    """generate_fn of real renders of each prompt (index REAL_START + seed), degraded by kind at level
+    (scott.eval.validation's degradations): a perfect generator, and known-worse ones."""
+    from scott.eval.validation import degrade
+
+    def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
+        images = np.stack(
+            [sample_for_prompt(parse_caption(p), REAL_START + s).image for p, s in zip(prompts, seeds, strict=True)]
+        )
+        return images if kind is None else degrade(images, kind, level, seed=seeds[0])
+
+    return generate

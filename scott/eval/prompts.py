@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scott.data.attributes import Attributes, caption
+from scott.data.attributes import BACKGROUNDS, Attributes, caption, parse_caption
 from scott.data.splits import combinations
 
 
@@ -38,3 +38,17 @@ def partial_prompts(count: int, seed: int = 0, keep: tuple[str, ...] = ("color",
         if len(out) == count:
             return out
     raise ValueError(f"only {len(out)} distinct prompts name {keep}; asked for {count}")
+
+
+def prompts_by_background(per_background: int) -> dict[str, list[str]]:
+    """The first `per_background` held-out captions (in eval_prompts' fixed order) on each background of the data:
+    a balanced set for per-background claims (a random 50 holds ~8 per background)."""
+    out: dict[str, list[str]] = {bg: [] for bg in BACKGROUNDS}
+    for prompt in eval_prompts(None, "heldout"):
+        bucket = out[parse_caption(prompt).background]
+        if len(bucket) < per_background:
+            bucket.append(prompt)
+    short = {bg: len(ps) for bg, ps in out.items() if len(ps) < per_background}
+    if short:
+        raise ValueError(f"{per_background} prompts per background exceeds the held-out captions on {short}")
+    return out
