@@ -259,17 +259,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 # Example prompts for a tiny-preset model trained on the procedural shapes data (scott.data.attributes: one shape
-# with its size, colour, position and background). No white backgrounds: the embedded model's colours are wrong
-# on white (issue 23).
+# with its size, colour, position and background), every background of the data among them.
 TINY_EXAMPLES: tuple[str, ...] = (
-    "a large green circle in the center on a black background",
+    "a large green circle in the center on a white background",
     "a medium red square in the top left on a gray background",
     "a large yellow star in the center on a blue background",
     "a small cyan triangle in the bottom right on a black background",
-    "a medium blue cross in the center right on a gray background",
+    "a medium blue cross in the center right on a white background",
     "a large orange circle in the bottom center on a green background",
     "a medium pink square in the top right on a black background",
-    "a large purple triangle in the center left on a gray background",
+    "a large purple triangle in the center left on a red background",
 )
 PRESET_EXAMPLES: dict[str, tuple[str, ...]] = {"tiny": TINY_EXAMPLES}  # what `scott make-model` writes
 

@@ -65,7 +65,6 @@ def test_info_gives_the_shipped_models_examples_and_its_one_size(shipped_server)
     for prompt in info["examples"]:  # in the data's vocabulary: one object, every attribute named
         attributes = parse_caption(prompt)
         assert attributes.complete, prompt
-        assert attributes.background != "white", prompt  # its colours are wrong on white (issue 23)
 
 
 @pytest.fixture(scope="module")

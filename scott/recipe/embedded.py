@@ -1,6 +1,6 @@
 """`python -m scott.recipe.embedded --out runs/embedded [--config configs/recipe/embedded.toml] [--resume]`.
 
-Runs the embedded model's recipe stage by stage: VAE -> latent cache -> teacher -> SCott student (scott.distill)
+Runs the embedded model's recipe stage by stage: VAE -> latent cache -> teacher -> distilled student (scott.distill)
 -> tiny decoder (an AutoencoderTiny distilled from the VAE decoder, on the student's latents too) -> export.
 Every stage checkpoints under <out>/<stage>/ and is skipped on resume once complete; the run is deterministic
 from the config's seed (and the thread count: float sums depend on how work is split).
