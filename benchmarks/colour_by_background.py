@@ -14,7 +14,6 @@ quality benchmark's 50 prompts hold only ~8 per background: this balanced set is
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from scott.atomic import write_json_atomic  # noqa: E402
 from scott.data.attributes import BACKGROUNDS  # noqa: E402
 from scott.eval.classifier import load_classifier  # noqa: E402
 from scott.eval.evaluate import evaluate  # noqa: E402
@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     console.print(table)
     report = {"settings": {"prompts": args.prompts, "n_per_prompt": args.n_per_prompt}, "rows": rows}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json_atomic(args.json, report)
         console.print(f"JSON: {args.json}")
     return report
 

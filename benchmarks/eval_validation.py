@@ -15,7 +15,6 @@ ranks models only by metrics that pass.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from scott.atomic import write_json_atomic  # noqa: E402
 from scott.eval.classifier import load_classifier  # noqa: E402
 from scott.eval.evaluate import evaluate  # noqa: E402
 from scott.eval.generators import real_generate_fn, teacher_generate_fn  # noqa: E402
@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         "passed": passed,
     }
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json_atomic(args.json, report)
         console.print(f"JSON: {args.json}")
     return report
 
