@@ -57,10 +57,10 @@ def test_bf16_is_within_the_measured_bound_of_torch_f32(reference, cache_dir) ->
         pytest.skip("this CPU has no native bf16 (AVX512_BF16 / AMX): auto is f32 here")
     for steps, expected in reference.items():
         diff = np.abs(pipeline.generate(requests(steps)).images.astype(int) - expected)
-        # Measured on the 8 prompts (2026-12-01, 2-core Xeon with AVX512_BF16): mean 0.5 / 0.4 of 255, max 13 / 16 at
-        # 1 / 4 steps; the bounds leave room for another CPU's kernels, not for a wrong graph (f32 vs bf16 blobs
-        # mixed up gave max 255).
-        assert diff.mean() < 1.0 and diff.max() <= 32, (steps, diff.max(), diff.mean())
+        # Measured on the 8 prompts (2026-12-01, 2-core Xeon with AVX512_BF16, the LCM student): mean 1.03 / 0.71 of
+        # 255, max 21 / 43 at 1 / 4 steps (the SCott student before it: 0.5 / 0.4, max 13 / 16); the bounds leave room
+        # for another CPU's kernels, not for a wrong graph (f32 vs bf16 blobs mixed up gave max 255).
+        assert diff.mean() < 2.0 and diff.max() <= 64, (steps, diff.max(), diff.mean())
 
 
 @pytest.mark.parametrize("precision", ["f32", "auto"])
