@@ -27,7 +27,7 @@ from rich.table import Table  # noqa: E402
 from scott.atomic import write_json_atomic  # noqa: E402
 from scott.data.attributes import BACKGROUNDS  # noqa: E402
 from scott.eval.classifier import load_classifier  # noqa: E402
-from scott.eval.evaluate import evaluate  # noqa: E402
+from scott.eval.evaluate import colour_by_background  # noqa: E402
 from scott.eval.generators import pipeline_generate_fn, real_generate_fn, teacher_generate_fn  # noqa: E402
 from scott.eval.prompts import prompts_by_background  # noqa: E402
 
@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--prompts: {e}") from None
 
     def per_background(fn) -> dict[str, float]:
-        return {
-            bg: evaluate(fn, ps, args.n_per_prompt, classifier, real_floor=False)["accuracy_color"]
-            for bg, ps in prompts.items()
-        }
+        return colour_by_background(fn, prompts, args.n_per_prompt, classifier)
 
     from scott.models import load_model
     from scott.pipeline import TextToImagePipeline

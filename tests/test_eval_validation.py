@@ -11,7 +11,7 @@ import torch
 from scott.data.attributes import ATTRIBUTE_NAMES, VOCAB, parse_caption
 from scott.data.dataset import images_to_tensor
 from scott.eval.classifier import load_classifier
-from scott.eval.evaluate import real_images
+from scott.eval.evaluate import colour_by_background, real_images
 from scott.eval.fid import fid
 from scott.eval.prompt_accuracy import accuracy_within
 from scott.eval.prompts import eval_prompts
@@ -123,12 +123,10 @@ def test_colour_by_background_benchmark_balances_backgrounds_and_sees_a_colour_d
     assert out.exists()
 
     classifier = load_classifier()
-    prompts = by_bg["white"]
+    white = {"white": by_bg["white"]}
     shifted = real_generate_fn("color", DEGRADATIONS["color"][1])
-    from scott.eval.evaluate import evaluate
-
     score = {
-        name: evaluate(fn, prompts, 2, classifier, real_floor=False)["accuracy_color"]
+        name: colour_by_background(fn, white, 2, classifier)["white"]
         for name, fn in (("real", real_generate_fn()), ("shifted", shifted))
     }
     assert score["shifted"] < score["real"], score

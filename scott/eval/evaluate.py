@@ -120,3 +120,18 @@ def evaluate(
         floor["fd_low"] = fid(real_low, classifier.low_level_features(floor_x).numpy())
         out.update({f"real_{key}": value for key, value in floor.items()})
     return out
+
+
+def colour_by_background(
+    generate_fn: GenerateFn,
+    prompts: dict[str, list[str]],
+    n_per_prompt: int,
+    classifier: AttributeClassifier | None = None,
+) -> dict[str, float]:
+    """Colour accuracy on each background: prompts maps a background to its captions (prompts_by_background),
+    n_per_prompt seeds each. A defect on one background hides in the overall accuracy."""
+    classifier = classifier or load_classifier()
+    return {
+        bg: evaluate(generate_fn, captions, n_per_prompt, classifier, real_floor=False)["accuracy_color"]
+        for bg, captions in prompts.items()
+    }
