@@ -79,7 +79,7 @@ def test_colour_follows_the_prompt_on_every_background(pipelines, steps: int) ->
 @pytest.mark.parametrize("steps", [1, 4])
 def test_the_tiny_decoder_reproduces_the_full_decoders_images(pipelines, steps: int) -> None:
     # The same latents through both decoders, on 24 held-out prompts x 2 seeds: PSNR of the tiny decoder's image
-    # against the full decoder's. The target is 28 dB (benchmarks/decoder_quality.py measures 100 x 4).
+    # against the full decoder's. The target is 28 dB (benchmarks/fidelity.py measures 100 x 4).
     requests = [
         ImageRequest(p, seed=s, steps=steps, guidance_scale=8.0, gamma=0.3, width=64, height=64)
         for p in eval_prompts(24)
