@@ -37,7 +37,7 @@ from scott.eval import eval_prompts  # noqa: E402
 from scott.eval.classifier import load_classifier  # noqa: E402
 from scott.eval.evaluate import to_classifier_input  # noqa: E402
 from scott.eval.generators import pipeline_generate_fn  # noqa: E402
-from scott.eval.prompt_accuracy import every_named_right  # noqa: E402
+from scott.eval.prompt_accuracy import every_named_right, named_right  # noqa: E402
 from scott.eval.psnr import psnr  # noqa: E402
 from scott.pipeline import TextToImagePipeline  # noqa: E402
 
@@ -72,12 +72,8 @@ def render(pipeline: TextToImagePipeline, pairs: list[tuple[str, int]], steps: i
 
 def right_per_attribute(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
     """attribute -> (images naming it,) bool: read right; plus 'prompt': every named attribute right."""
-    out = {"prompt": every_named_right(predicted, targets).numpy()}
-    for i, name in enumerate(ATTRIBUTE_NAMES):
-        named = targets[:, i] >= 0
-        if named.any():
-            out[name] = (predicted[named, i] == targets[named, i]).numpy()
-    return out
+    right = {name: r.numpy() for name, r in named_right(predicted, targets).items()}
+    return {"prompt": every_named_right(predicted, targets).numpy(), **right}
 
 
 def mcnemar_p(reference: np.ndarray, variant: np.ndarray) -> float:
@@ -110,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     pipelines = {name: load(args.model, spec) for name, spec in variants.items()}
     # What each ran as: "auto" resolves to the runtime's precision on this CPU.
     ran_as = {
-        name: f"{variants[name]} ({p.backend.__class__.__name__}, {getattr(p.backend, 'precision', '-')})"
+        name: f"{variants[name]} ({p.backend.__class__.__name__}, {p.backend.precision})"
         for name, p in pipelines.items()
     }
     classifier = load_classifier()

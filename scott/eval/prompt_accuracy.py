@@ -15,24 +15,24 @@ def prompt_accuracy(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str,
     """
     if predicted.shape != targets.shape or predicted.shape[1] != len(ATTRIBUTE_NAMES):
         raise ValueError(f"expected two (B, {len(ATTRIBUTE_NAMES)}) tensors, got {predicted.shape} and {targets.shape}")
-    named = targets >= 0
-    right = _right_or_open(predicted, targets)
-    out: dict[str, float] = {}
-    for i, name in enumerate(ATTRIBUTE_NAMES):
-        if named[:, i].any():
-            out[f"accuracy_{name}"] = float(right[named[:, i], i].double().mean())
-    out["prompt_accuracy"] = float(right.all(dim=1).double().mean())
+    out = {f"accuracy_{name}": float(right.double().mean()) for name, right in named_right(predicted, targets).items()}
+    out["prompt_accuracy"] = float(every_named_right(predicted, targets).double().mean())
     return out
 
 
-def _right_or_open(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B, A) bool: each attribute read right, or left open by the prompt (-1 in targets)."""
-    return (predicted == targets) | (targets < 0)
+def named_right(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """attribute -> (images whose prompt names it,) bool: read right; attributes no prompt names are absent."""
+    named = targets >= 0
+    return {
+        name: predicted[named[:, i], i] == targets[named[:, i], i]
+        for i, name in enumerate(ATTRIBUTE_NAMES)
+        if named[:, i].any()
+    }
 
 
 def every_named_right(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B,) bool: whether each image has every attribute its prompt names right."""
-    return _right_or_open(predicted, targets).all(dim=1)
+    """(B,) bool: whether each image has every attribute its prompt names right (-1 in targets: left open)."""
+    return ((predicted == targets) | (targets < 0)).all(dim=1)
 
 
 def accuracy_within(
