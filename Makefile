@@ -28,7 +28,7 @@ $(MODEL)/model_index.json:
 	@echo "no model at $(MODEL): the default one is in git (git checkout -- models/scott-tiny)," \
 	      "'make embedded-model' retrains it, 'scott make-model' makes random weights" >&2; exit 1
 
-# The full embedded-model recipe (VAE -> latents -> teacher -> LCM student -> tiny decoder), resumable, ~90 minutes
+# The full embedded-model recipe (VAE -> latents -> teacher -> CD student -> tiny decoder), resumable, ~110 minutes
 # on 2 CPU cores; it overwrites $(MODEL) with the result (scott/recipe/README.md).
 embedded-model: $(STAMP)
 	$(BIN)/python -m scott.recipe.embedded --out runs/embedded --config configs/recipe/embedded.toml --resume --export $(MODEL)

@@ -1,4 +1,4 @@
-"""Stage 4: the student, by scott.distill's own trainer in this process (the config picks the method: LCM here).
+"""Stage 4: the student, by scott.distill's own trainer in this process (the config picks the method: CD, h = 3).
 
 The recipe hands over the teacher folder, the data spec and the [distill] options (DistillConfig fields); the trainer
 owns its checkpoints under the stage folder and resumes by itself.
