@@ -42,7 +42,7 @@ fi
 
 # shellcheck disable=SC2086  # QUALITY_ARGS is a word list
 "$PY" benchmarks/quality.py --teacher "$TEACHER" --work "$WORK/quality" --budget-steps "$DISTILL_STEPS" \
-    --methods lcm,cd,adversarial,scott --train-seeds "$SEEDS" --ablate-eta 0.15,0.6 --ablate-ref none \
+    --methods lcm,cd,adversarial,scott --train-seeds "$SEEDS" --ablate-eta 0,0.15,0.6 --ablate-ref none \
     --reference shipped=models/scott-tiny --distill-option checkpoint_every=100 --jobs "$JOBS" --device "$DEVICE" \
     --no-progress --json "$OUT/quality.json" --grid "$OUT/grid.png" $QUALITY_ARGS >"$OUT/quality.log" 2>&1
 echo "quality benchmark done after $(($(date +%s) - start)) s"
