@@ -35,7 +35,7 @@ from scott.atomic import write_json_atomic  # noqa: E402
 from scott.data.attributes import ATTRIBUTE_NAMES, parse_caption  # noqa: E402
 from scott.eval import eval_prompts  # noqa: E402
 from scott.eval.classifier import load_classifier  # noqa: E402
-from scott.eval.evaluate import to_classifier_input  # noqa: E402
+from scott.eval.evaluate import generate_images, to_classifier_input  # noqa: E402
 from scott.eval.generators import pipeline_generate_fn  # noqa: E402
 from scott.eval.prompt_accuracy import every_named_right, named_right  # noqa: E402
 from scott.eval.psnr import psnr  # noqa: E402
@@ -62,12 +62,6 @@ def load(model: Path, spec: str) -> TextToImagePipeline:
         raise SystemExit(f"a pipeline is BACKEND:PRECISION:DECODER, got {spec!r}")
     backend, precision, decoder = parts
     return load_pipeline(model, backend, "cpu", precision=precision, decoder=decoder)
-
-
-def render(pipeline: TextToImagePipeline, pairs: list[tuple[str, int]], steps: int, batch: int = 64) -> np.ndarray:
-    generate = pipeline_generate_fn(pipeline, steps)
-    chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
-    return np.concatenate([generate([p for p, _ in c], [s for _, s in c]) for c in chunks])
 
 
 def right_per_attribute(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
@@ -121,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for steps in (int(s) for s in args.steps.split(",")):
         started = time.perf_counter()
-        base_images = render(reference, pairs, steps)
+        base_images = generate_images(pipeline_generate_fn(reference, steps), pairs)
         base = reads(base_images)
         for name, pipeline in pipelines.items():
-            images = render(pipeline, pairs, steps)
+            images = generate_images(pipeline_generate_fn(pipeline, steps), pairs)
             scores = psnr(images, base_images)
             right = reads(images)
             row = {"variant": name, "steps": steps, "psnr": float(scores.mean()), "psnr_min": float(scores.min())}

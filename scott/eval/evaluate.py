@@ -29,6 +29,20 @@ def to_classifier_input(images: np.ndarray, size: int = 64) -> torch.Tensor:
     return x
 
 
+def generate_images(generate_fn: GenerateFn, pairs: Sequence[tuple[str, int]], batch_size: int = 64) -> np.ndarray:
+    """uint8 (len(pairs), H, W, 3): one image per (prompt, seed) pair, generated batch_size pairs at a time."""
+    batches = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        images = np.asarray(generate_fn([p for p, _ in chunk], [s for _, s in chunk]))
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != len(chunk) or images.shape[-1] != 3:
+            raise ValueError(
+                f"generate_fn must return uint8 (B, H, W, 3) with B={len(chunk)}, got {images.dtype} {images.shape}"
+            )
+        batches.append(images)
+    return np.concatenate(batches)
+
+
 def real_images(prompts: Sequence[str], n_per_prompt: int, start: int = 0, split: str = "reference") -> np.ndarray:
     """Rendered images of each prompt (indices start .. start+n-1), prompt-major like evaluate's generated ones."""
     records = [parse_caption(p) for p in prompts]
@@ -82,18 +96,9 @@ def evaluate(
     pairs = [(p, seed + i) for p in prompts for i in range(n_per_prompt)]
 
     t0 = time.perf_counter()
-    fake_x = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        images = np.asarray(generate_fn([p for p, _ in chunk], [s for _, s in chunk]))
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != len(chunk) or images.shape[-1] != 3:
-            raise ValueError(
-                f"generate_fn must return uint8 (B, H, W, 3) with B={len(chunk)}, got {images.dtype} {images.shape}"
-            )
-        fake_x.append(to_classifier_input(images, size))
+    fake = to_classifier_input(generate_images(generate_fn, pairs, batch_size), size)
     generate_s = time.perf_counter() - t0
 
-    fake = torch.cat(fake_x)
     fake_pred, fake_feat = classifier.predict(fake)
     real = to_classifier_input(real_images(prompts, n_per_prompt), size)
     real_pred, real_feat = classifier.predict(real)
