@@ -58,11 +58,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python -m benchmarks.serving
 
-# The CPU peer of benchmarks/engines.py (--optimum-python): optimum-intel pins an older transformers than ours, so it
-# gets its own venv. PyPI's torchvision is built for another torch than the CPU wheel and breaks transformers' imports
-# when present: optimum-intel lists it but the LCM pipeline does not use it.
+# The CPU peer of benchmarks.backend_latency (--optimum-python): optimum-intel pins an older transformers than ours,
+# so it gets its own venv. PyPI's torchvision is built for another torch than the CPU wheel and breaks transformers'
+# imports when present: optimum-intel lists it but the LCM pipeline does not use it.
 OPTIMUM_VENV ?= .venv-optimum
 optimum-venv:
 	test -x $(OPTIMUM_VENV)/bin/python || $(PYTHON) -m venv $(OPTIMUM_VENV)
@@ -109,7 +109,7 @@ loadtest: $(STAMP) $(MODEL)/model_index.json
 
 # Our server vs a naive FastAPI + diffusers server under the same Locust load (a few minutes).
 bench-load: $(STAMP) $(MODEL)/model_index.json
-	$(BIN)/python benchmarks/load.py --model $(MODEL) --json $(LOAD_REPORTS)/bench_load.json
+	$(BIN)/python -m benchmarks.load --model $(MODEL) --json $(LOAD_REPORTS)/bench_load.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

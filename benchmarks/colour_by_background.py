@@ -1,6 +1,6 @@
 """Does a model draw the named colour on every background? Colour accuracy per background colour, prompts balanced.
 
-    .venv/bin/python benchmarks/colour_by_background.py shipped=models/scott-tiny \
+    .venv/bin/python -m benchmarks.colour_by_background shipped=models/scott-tiny \
         [teacher=runs/embedded/teacher/model] [--steps 1,2] [--teacher-steps 25] [--json FILE]
 
 For each background of the data, the first --prompts held-out captions on that background (each names a colour),
@@ -17,19 +17,16 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+import torch
+from rich.console import Console
+from rich.table import Table
 
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from scott.atomic import write_json_atomic  # noqa: E402
-from scott.data.attributes import BACKGROUNDS  # noqa: E402
-from scott.eval.classifier import load_classifier  # noqa: E402
-from scott.eval.evaluate import colour_by_background  # noqa: E402
-from scott.eval.generators import pipeline_generate_fn, real_generate_fn, teacher_generate_fn  # noqa: E402
-from scott.eval.prompts import prompts_by_background  # noqa: E402
+from scott.atomic import write_json_atomic
+from scott.data.attributes import BACKGROUNDS
+from scott.eval.classifier import load_classifier
+from scott.eval.evaluate import colour_by_background
+from scott.eval.generators import pipeline_generate_fn, real_generate_fn, teacher_generate_fn
+from scott.eval.prompts import prompts_by_background
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,6 +1,6 @@
 """Does the evaluation rank quality? Every metric of scott.eval.evaluate on sets whose order is known.
 
-    .venv/bin/python benchmarks/eval_validation.py --teacher runs/embedded/teacher/model \
+    .venv/bin/python -m benchmarks.eval_validation --teacher runs/embedded/teacher/model \
         [--prompts 50] [--n-per-prompt 10] [--json benchmarks/results/eval_validation.json]
 
 Known orders, on held-out prompts:
@@ -18,19 +18,16 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+import torch
+from rich.console import Console
+from rich.table import Table
 
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from scott.atomic import write_json_atomic  # noqa: E402
-from scott.eval.classifier import load_classifier  # noqa: E402
-from scott.eval.evaluate import evaluate  # noqa: E402
-from scott.eval.generators import real_generate_fn, teacher_generate_fn  # noqa: E402
-from scott.eval.prompts import eval_prompts  # noqa: E402
-from scott.eval.validation import DEGRADATIONS, in_order  # noqa: E402
+from scott.atomic import write_json_atomic
+from scott.eval.classifier import load_classifier
+from scott.eval.evaluate import evaluate
+from scott.eval.generators import real_generate_fn, teacher_generate_fn
+from scott.eval.prompts import eval_prompts
+from scott.eval.validation import DEGRADATIONS, in_order
 
 # metric -> higher is better
 DISTANCES = {"fid": False, "fd_low": False}

@@ -2,11 +2,11 @@
 weights as trained (torch f32, full decoder): PSNR against the reference image of the same seed, and the attribute
 classifier's reads of both, on held-out prompts at 1/2/4 steps; plus a grid (reference | each variant).
 
-    .venv/bin/python benchmarks/fidelity.py [--model models/scott-tiny] [--prompts 100] [--per-prompt 4]
+    .venv/bin/python -m benchmarks.fidelity [--model models/scott-tiny] [--prompts 100] [--per-prompt 4]
         [--variant tiny=torch:f32:tiny] [--variant openvino=openvino:auto:full]
         [--json benchmarks/results/fidelity.json] [--grid benchmarks/results/fidelity_grid.png]
 
-A variant is NAME=BACKEND:PRECISION:DECODER (engines.load_pipeline's arguments). Every pipeline renders the same
+A variant is NAME=BACKEND:PRECISION:DECODER (engines.load_options.LoadOptions' fields). Every pipeline renders the same
 prompts and seeds, so images pair: per attribute, an exact McNemar test on the images one read right and the other
 wrong says whether a variant's accuracy change is more than chance (400 unpaired images could not tell 0.02 apart).
 Targets: PSNR >= 28 dB, and every attribute accuracy within 0.02 of the reference's.
@@ -15,7 +15,6 @@ Targets: PSNR >= 28 dB, and every attribute accuracy within 0.02 of the referenc
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -25,21 +24,18 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
-# The repo first: benchmarks/engines.py must not shadow the engines package.
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-
-from quality_eval import write_grid  # noqa: E402
-
-from engines import load_pipeline  # noqa: E402
-from scott.atomic import write_json_atomic  # noqa: E402
-from scott.data.attributes import ATTRIBUTE_NAMES, parse_caption  # noqa: E402
-from scott.eval import eval_prompts  # noqa: E402
-from scott.eval.classifier import load_classifier  # noqa: E402
-from scott.eval.evaluate import generate_images, to_classifier_input  # noqa: E402
-from scott.eval.generators import pipeline_generate_fn  # noqa: E402
-from scott.eval.prompt_accuracy import every_named_right, named_right  # noqa: E402
-from scott.eval.psnr import psnr  # noqa: E402
-from scott.pipeline import TextToImagePipeline  # noqa: E402
+from benchmarks.quality_eval import write_grid
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
+from scott.atomic import write_json_atomic
+from scott.data.attributes import ATTRIBUTE_NAMES, parse_caption
+from scott.eval import eval_prompts
+from scott.eval.classifier import load_classifier
+from scott.eval.evaluate import generate_images, to_classifier_input
+from scott.eval.generators import pipeline_generate_fn
+from scott.eval.prompt_accuracy import every_named_right, named_right
+from scott.eval.psnr import psnr
+from scott.pipeline import TextToImagePipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "scott-tiny"
@@ -61,7 +57,7 @@ def load(model: Path, spec: str) -> TextToImagePipeline:
     if len(parts) != 3:
         raise SystemExit(f"a pipeline is BACKEND:PRECISION:DECODER, got {spec!r}")
     backend, precision, decoder = parts
-    return load_pipeline(model, backend, "cpu", precision=precision, decoder=decoder)
+    return load_pipeline(model, LoadOptions(backend, "cpu", precision, decoder=decoder))
 
 
 def right_per_attribute(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:

@@ -22,6 +22,6 @@ status=0
 $PY -m server.cli check --model "$model" --device "$DEVICE" --max-batch-size 4 --steps 1 \
     --backends torch,torch-compile,onnx,openvino,tensorrt 2>&1 | tee "$OUT/check_$gpu.txt" || status=$?
 # shellcheck disable=SC2086  # SD15_ARGS is a list of arguments
-$PY benchmarks/gpu_sd15.py --out "$OUT" $SD15_ARGS 2>&1 | tee "$OUT/gpu_sd15_$gpu.log"
+$PY -m benchmarks.gpu_sd15 --out "$OUT" $SD15_ARGS 2>&1 | tee "$OUT/gpu_sd15_$gpu.log"
 rm -rf "$(dirname "$model")"
 exit "$status"

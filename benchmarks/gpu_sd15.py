@@ -5,8 +5,8 @@ per-stage and end-to-end latency at batch 1/4/8/16 and 1/2/4 steps, all in one r
 the fastest path again with a random TAESD-architecture decoder (AutoencoderTiny) in place of the VAE's.
 Writes a markdown table and JSON to --out (benchmarks/results/ by default), named after the GPU.
 
-    python benchmarks/gpu_sd15.py --out benchmarks/results
-    python benchmarks/gpu_sd15.py --preset tiny --device cpu --batches 1 2 --reps 2   # smoke run
+    python -m benchmarks.gpu_sd15 --out benchmarks/results
+    python -m benchmarks.gpu_sd15 --preset tiny --device cpu --batches 1 2 --reps 2   # smoke run
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import dataclasses
 import json
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +23,6 @@ from pathlib import Path
 import diffusers
 import numpy as np
 import torch
-
-# benchmarks/engines.py would shadow the engines package when this runs as a script.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 from rich.table import Table
 

@@ -1,9 +1,9 @@
 """Load benchmark: our server (`scott serve`, batching on) vs the server a user would otherwise write.
 
-    .venv/bin/python benchmarks/load.py [--model DIR] [--users 8] [--run-time 60] [--warmup 15] [--steps 4]
-                                        [--rounds 1] [--json results.json]
+    .venv/bin/python -m benchmarks.load [--model DIR] [--users 8] [--run-time 60] [--warmup 15] [--steps 4]
+                                         [--rounds 1] [--json results.json]
 
-The baseline is benchmarks/naive_server.py: FastAPI + diffusers' LatentConsistencyModelPipeline on the same
+The baseline is benchmarks.naive_server: FastAPI + diffusers' LatentConsistencyModelPipeline on the same
 model folder, one request at a time. Both run as subprocesses side by side (an idle one costs nothing) and
 get the same Locust load (loadtests/locustfile.py, `--users` closed-loop users, one image per request, PNG,
 the same prompt/seed stream); each gets a warm-up run first, then the measured runs alternate between them.
@@ -27,11 +27,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.server_process import ServerProcess, batch_totals, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from loadtests.server_process import ServerProcess, batch_totals, free_port  # noqa: E402
-
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 SERVERS = ("scott serve", "naive diffusers")
 console = Console(width=120)
@@ -52,7 +50,7 @@ def server_commands(args: argparse.Namespace, model: Path, ports: dict[str, int]
     ours = [sys.executable, "-m", "server.cli", "serve", "--model", str(model), "--port", str(ports[SERVERS[0]])]
     ours += ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
     ours += ["--request-timeout-s", "600", "--log-level", "warning"]  # the baseline has no deadline either
-    naive = [sys.executable, str(ROOT / "benchmarks" / "naive_server.py"), "--model", str(model)]
+    naive = [sys.executable, "-m", "benchmarks.naive_server", "--model", str(model)]
     naive += ["--port", str(ports[SERVERS[1]])]
     if args.device:
         ours += ["--device", args.device]

@@ -1,10 +1,10 @@
 """The server a user would otherwise write: FastAPI + diffusers' LatentConsistencyModelPipeline, one request at a time.
 
-The baseline of benchmarks/load.py. It loads the same diffusers-format folder as `scott serve`, in the same
+The baseline of benchmarks.load. It loads the same diffusers-format folder as `scott serve`, in the same
 precision (fp32 on the CPU, fp16 on CUDA), and answers POST /generate with the PNG of one image; a lock
 serializes the pipeline (a diffusers pipeline holds a scheduler with state, so concurrent calls are unsafe).
 
-    .venv/bin/python benchmarks/naive_server.py --model models/scott-tiny --port 8001
+    .venv/bin/python -m benchmarks.naive_server --model models/scott-tiny --port 8001
 """
 
 from __future__ import annotations

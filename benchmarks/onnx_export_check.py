@@ -1,21 +1,17 @@
 """Export a preset model with random weights to ONNX and report sizes, times and errors vs PyTorch.
 
-python benchmarks/onnx_export_check.py --preset sd15 --out benchmarks/results   # SD-1.5 scale
+python -m benchmarks.onnx_export_check --preset sd15 --out benchmarks/results   # SD-1.5 scale
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-# benchmarks/engines.py would shadow the engines package when this runs as a script.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines.onnx_export import export_onnx
 from scott.models import build_model, save_model

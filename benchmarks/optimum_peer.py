@@ -1,8 +1,8 @@
-"""The peer a CPU user would pick: optimum-intel's OVLatentConsistencyModelPipeline, timed as benchmarks/engines.py
+"""The peer a CPU user would pick: optimum-intel's OVLatentConsistencyModelPipeline, timed as benchmarks.backend_latency
 times ours, and printed as one JSON object {"precision": ..., "e2e": {"BATCH,STEPS": ms}}.
 
 optimum-intel pins transformers below the version this project runs, so it lives in its own venv (make optimum-venv)
-and benchmarks/engines.py --optimum-python .venv-optimum/bin/python runs this script there, in the same run.
+and `-m benchmarks.backend_latency --optimum-python .venv-optimum/bin/python` runs this module there, in the same run.
 The pipeline is exported from the same folder (optimum's own exporter), reshaped to static shapes per batch as
 optimum-intel's docs advise for the CPU, with the same thread count and OpenVINO's default precision.
 """

@@ -1,6 +1,6 @@
 """Quality benchmark: the SCott paper's comparison in miniature, on one teacher with one distillation budget.
 
-    .venv/bin/python benchmarks/quality.py --teacher runs/embedded/teacher/model [--data procedural:10000]
+    .venv/bin/python -m benchmarks.quality --teacher runs/embedded/teacher/model [--data procedural:10000]
         [--work runs/quality] [--only cd,scott] [--budget-steps N] [--prompts 50] [--n-per-prompt 10]
         [--eval-seeds 2] [--jobs 2] [--json FILE] [--grid FILE]
 
@@ -27,13 +27,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+import torch
+from rich.console import Console
 
-import torch  # noqa: E402
-from quality_eval import EvalSettings, evaluate_row, write_grid  # noqa: E402
-from quality_report import compare, print_report  # noqa: E402
-from quality_variants import (  # noqa: E402
+from benchmarks.quality_eval import EvalSettings, evaluate_row, write_grid
+from benchmarks.quality_report import compare, print_report
+from benchmarks.quality_variants import (
     DistillRun,
     FolderMismatch,
     Variant,
@@ -43,10 +42,9 @@ from quality_variants import (  # noqa: E402
     distill_variant,
     knob_values,
 )
-from rich.console import Console  # noqa: E402
+from scott.eval.generators import teacher_generate_fn
 
-from scott.eval.generators import teacher_generate_fn  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = ROOT / "configs" / "distill" / "tiny.toml"
 
 
@@ -166,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 console.print(f"[quality] {done.variant.name}: {done.status}, {done.seconds_per_step:.2f} s/step")
         return {}
 
-    from engines import load_pipeline
+    from engines.load_options import LoadOptions
+    from engines.loader import load_pipeline
     from scott.eval.classifier import load_classifier
     from scott.eval.floor import real_vs_real
     from scott.eval.generators import pipeline_generate_fn
@@ -199,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def score_student(name: str, folder: Path, fields: dict):
         """Rows of a distilled model at every --steps through the serving pipeline (a variant or a --reference)."""
-        pipeline = load_pipeline(folder, "torch", args.device)
+        pipeline = load_pipeline(folder, LoadOptions("torch", args.device))
         gamma = pipeline.info.default_gamma if args.gamma is None else args.gamma
         stamp = dir_stamp(folder)
         for steps in args.steps:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole SCott evidence grid on one GPU host, from scratch, in one command: the embedded model's teacher trained by
 # its own recipe (`python -m scott.recipe.embedded --until teacher`, adopting the shipped VAE), then
-# benchmarks/quality.py on that teacher: the four methods (LCM, CD with h sub-steps, LCM + adversarial, SCott) and
+# benchmarks.quality on that teacher: the four methods (LCM, CD with h sub-steps, LCM + adversarial, SCott) and
 # SCott's eta ablation (eta read on SD-1.5's schedule at 0.15 / 0.3 / 0.6, and eta as is), each at SEEDS training
 # seeds, every distillation on the GPU at once, then the validation of the metrics on the same teacher.
 #
@@ -41,10 +41,10 @@ if [ -z "$TEACHER" ]; then
 fi
 
 # shellcheck disable=SC2086  # QUALITY_ARGS is a word list
-"$PY" benchmarks/quality.py --teacher "$TEACHER" --work "$WORK/quality" --budget-steps "$DISTILL_STEPS" \
+"$PY" -m benchmarks.quality --teacher "$TEACHER" --work "$WORK/quality" --budget-steps "$DISTILL_STEPS" \
     --methods lcm,cd,adversarial,scott --train-seeds "$SEEDS" --ablate-eta 0,0.15,0.6 --ablate-ref none \
     --reference shipped=models/scott-tiny --distill-option checkpoint_every=100 --jobs "$JOBS" --device "$DEVICE" \
     --no-progress --json "$OUT/quality.json" --grid "$OUT/grid.png" $QUALITY_ARGS >"$OUT/quality.log" 2>&1
 echo "quality benchmark done after $(($(date +%s) - start)) s"
-"$PY" benchmarks/eval_validation.py --teacher "$TEACHER" --json "$OUT/eval_validation.json" >"$OUT/eval_validation.log" 2>&1
+"$PY" -m benchmarks.eval_validation --teacher "$TEACHER" --json "$OUT/eval_validation.json" >"$OUT/eval_validation.log" 2>&1
 ls -la "$OUT"

@@ -1,6 +1,6 @@
 """Serving benchmark: raw pipeline latency vs HTTP end-to-end latency, and throughput with batching on/off.
 
-    .venv/bin/python benchmarks/serving.py [--model DIR] [--requests 64]
+    .venv/bin/python -m benchmarks.serving [--model DIR] [--requests 64]
 
 All numbers come from one run on one model (default: the shipped one, models/scott-tiny) and the default backend
 of the device (openvino on the CPU; --backend to pick another). The server runs as a real `scott serve`
@@ -26,11 +26,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.server_process import ServerProcess, batch_totals, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from loadtests.server_process import ServerProcess, batch_totals, free_port  # noqa: E402
-
 console = Console()
 
 
@@ -41,9 +39,10 @@ class RawPipeline:
     """The same model in this process, for the pipeline-only baseline."""
 
     def __init__(self, model: Path, backend: str | None) -> None:
-        from engines import load_pipeline
+        from engines.load_options import LoadOptions
+        from engines.loader import load_pipeline
 
-        self.pipeline = load_pipeline(model, backend, device="cpu")
+        self.pipeline = load_pipeline(model, LoadOptions(backend, "cpu"))
 
     def latency(self, steps: int, seed: int) -> float:
         """One image, prompt to PNG bytes: what the server does for a request, less HTTP and queueing."""

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines import load_pipeline
+from engines.load_options import DEFAULT_MAX_BATCH_SIZE, LoadOptions
+from engines.loader import load_pipeline
 from engines.torch_backend import pick_device
 from scott.images import NonFiniteImages
 from scott.models import load_model
@@ -119,7 +120,7 @@ def check_backend(
 def run_check(
     model_dir: str | Path,
     device: str | None = None,
-    max_batch_size: int = 8,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     backends: tuple[str, ...] = ("torch", "onnx", "openvino", "tensorrt"),
     steps: int | None = None,
     log: Callable[[str], None] | None = None,
@@ -144,8 +145,9 @@ def run_check(
 
         def load(backend: str = backend) -> TextToImagePipeline:
             if backend == "torch-compile":  # minutes of compiling on a first run: asked for by name
-                return load_pipeline(model_dir, "torch", str(target), compile=True)
-            return load_pipeline(model_dir, backend, str(target), max_batch_size=max_batch_size, log=log)
+                return load_pipeline(model_dir, LoadOptions("torch", str(target), compile=True))
+            options = LoadOptions(backend, str(target), max_batch_size=max_batch_size)
+            return load_pipeline(model_dir, options, log=log)
 
         rows.append(check_backend(backend, load, reference, steps, size))
     return rows

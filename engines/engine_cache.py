@@ -56,7 +56,7 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
-    precision: str  # "fp16" | "fp32"
+    precision: str  # scott.precision.Precision's name: f16 | f32
     profile: str  # canonical JSON of shapes.Profile.to_json()
 
     @classmethod

@@ -42,6 +42,7 @@ from scott.atomic import write_json_atomic
 from scott.decoder import FULL_DECODER, DecoderChoice, latent_scaling
 from scott.models import SUBFOLDERS, ModelBundle, load_model
 from scott.pipeline import ModelInfo
+from scott.precision import Precision
 from scott.schedule import guidance_scale_embedding
 
 MANIFEST = "manifest.json"
@@ -49,7 +50,7 @@ MANIFEST_FORMAT = 1
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-3  # fp32 ONNX Runtime vs fp32 PyTorch, max abs error
 FP16_TOLERANCE = 5e-2  # fp16 graphs vs the same fp16 modules in PyTorch: each runtime rounds its own way
-EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+EXPORT_PRECISIONS = (Precision.F32, Precision.F16)  # f16: TensorRT 11's strongly typed fp16 engines' graphs
 EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf's 2 GiB limit, with headroom for the graph itself
 
 
@@ -243,7 +244,7 @@ def export_onnx(
     external_data: bool | None = None,
     tolerance: float | None = None,
     log: Callable[[str], None] | None = None,
-    precision: str = "fp32",
+    precision: Precision = Precision.F32,
     decoder: DecoderChoice = FULL_DECODER,
 ) -> dict[str, Any]:
     """Export the model at model_dir into out_dir (text_encoder.onnx, unet.onnx, vae_decoder.onnx, manifest.json).
@@ -256,15 +257,18 @@ def export_onnx(
     """
     import onnxruntime as ort
 
-    if precision not in EXPORT_DTYPES:  # before anything is written
-        raise ValueError(f"export precision must be one of {sorted(EXPORT_DTYPES)}, got {precision!r}")
+    precision = Precision.parse(precision)
+    if precision not in EXPORT_PRECISIONS:  # before anything is written
+        raise ValueError(f"export precision must be one of {', '.join(EXPORT_PRECISIONS)}, got {precision.value!r}")
     say = log or (lambda _msg: None)
     model_dir, out = Path(model_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
-    tolerance = tolerance if tolerance is not None else FP16_TOLERANCE if precision == "fp16" else DEFAULT_TOLERANCE
-    bundle = load_model(model_dir, dtype=EXPORT_DTYPES[precision], decoder=decoder)
-    if precision == "fp16":
+    tolerance = (
+        tolerance if tolerance is not None else FP16_TOLERANCE if precision == Precision.F16 else DEFAULT_TOLERANCE
+    )
+    bundle = load_model(model_dir, dtype=precision.dtype, decoder=decoder)
+    if precision == Precision.F16:
         # transformers' SDPA path traces an fp32 mask into the fp16 CLIP graph (ONNX's checker refuses the
         # LayerNormalization it feeds); its eager attention traces in one dtype.
         bundle.text_encoder.set_attn_implementation("eager")
@@ -381,9 +385,10 @@ class OnnxExport:
         return ModelDims(**self.manifest["dims"])
 
     @property
-    def precision(self) -> str:
-        """What the graphs compute in: fp32, or fp16 behind fp32 inputs and outputs."""
-        return str(self.manifest.get("precision", "fp32"))
+    def precision(self) -> Precision:
+        """What the graphs compute in: f32, or f16 behind f32 inputs and outputs."""
+        # Exports written before the one vocabulary say fp32 / fp16: read as f32 / f16.
+        return Precision.parse(self.manifest.get("precision", Precision.F32), warn=False)
 
     @cached_property  # read on every network call
     def specs(self) -> dict[str, NetworkSpec]:
@@ -421,7 +426,7 @@ def resolve_onnx_dir(
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
-    precision: str = "fp32",
+    precision: Precision = Precision.F32,
     decoder: DecoderChoice = FULL_DECODER,
 ) -> Path:
     """The folder holding the ONNX export of the model at model_dir (with `decoder`), exporting it on first use.
@@ -436,14 +441,14 @@ def resolve_onnx_dir(
     decoder too), else this raises instead of serving graphs of another model; a <model_dir>/onnx made with
     another decoder is passed over for the cache, like one of another precision.
     """
-    model_dir = Path(model_dir)
+    model_dir, precision = Path(model_dir), Precision.parse(precision)
     fingerprint = model_fingerprint(model_dir, decoder)
     candidates = [Path(onnx_dir)] if onnx_dir is not None else [model_dir / "onnx"]
     for candidate in candidates:
         if OnnxExport.exists(candidate):
             found = OnnxExport.read(candidate)
-            wanted = {"precision": precision, "decoder": decoder.kind}
-            made = {"precision": found.precision, "decoder": found.decoder_kind}
+            wanted = {"precision": precision.value, "decoder": decoder.kind}
+            made = {"precision": found.precision.value, "decoder": found.decoder_kind}
             if made != wanted:
                 if onnx_dir is not None:
                     raise ValueError(f"the ONNX export in {candidate} is {made}, {wanted} is needed")
@@ -458,7 +463,7 @@ def resolve_onnx_dir(
         export_onnx(model_dir, onnx_dir, log=log, precision=precision, decoder=decoder)
         return Path(onnx_dir)
 
-    name = fingerprint[:16] if precision == "fp32" else f"{fingerprint[:16]}-{precision}"
+    name = fingerprint[:16] if precision == Precision.F32 else f"{fingerprint[:16]}-{precision}"
     target = Path(cache_dir or default_cache_dir()) / "onnx" / name
     if OnnxExport.exists(target):
         return target

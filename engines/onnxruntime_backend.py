@@ -8,7 +8,6 @@ slow convolutions down) and every graph optimization.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,12 @@ import numpy as np
 import torch
 
 from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend
+from engines.load_options import LoadOptions
 from engines.onnx_export import OnnxExport, resolve_onnx_dir
 from engines.shapes import NETWORKS
 from engines.threads import physical_cores
-from scott.decoder import FULL_DECODER, DecoderChoice
+from scott.decoder import resolve_decoder
 from scott.pipeline import TextToImagePipeline
-from scott.schedule import NoiseSchedule
-from scott.tokenizer import load_tokenizer
 
 
 def session_options(threads: int | None = None) -> Any:
@@ -122,20 +120,14 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
 
 def load_onnx_pipeline(
     model_dir: str | Path,
-    device: str | None = None,
+    options: LoadOptions | None = None,
+    log: Callable[[str], None] | None = None,
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
-    threads: int | None = None,
-    log: Callable[[str], None] | None = None,
-    decoder: DecoderChoice = FULL_DECODER,
 ) -> TextToImagePipeline:
-    """A pipeline over the model's ONNX export; where the export comes from: engines.onnx_export.resolve_onnx_dir.
-
-    Tokenizer and scheduler config come from model_dir; the networks' weights are never loaded into torch.
-    """
-    model_dir = Path(model_dir)
+    """A pipeline over the model's ONNX export; where the export comes from: engines.onnx_export.resolve_onnx_dir."""
+    options = options or LoadOptions(backend="onnx")
+    decoder = resolve_decoder(model_dir, options.decoder)
     root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log, decoder=decoder)
-    backend = OnnxRuntimeBackend(root, torch.device(device or "cpu"), threads=threads)
-    schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
-    tokenizer = load_tokenizer(model_dir / "tokenizer")
-    return TextToImagePipeline(backend, tokenizer, schedule, backend.export.info(name=model_dir.name))
+    backend = OnnxRuntimeBackend(root, torch.device(options.device or "cpu"), threads=options.threads)
+    return TextToImagePipeline.over_folder(backend, model_dir, backend.export.info(name=Path(model_dir).name))

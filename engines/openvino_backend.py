@@ -8,7 +8,6 @@ loads instead of recompiling. Each call returns a fresh torch tensor the caller 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,22 @@ from typing import Any
 import torch
 
 from engines.graph_backend import ExportedGraphBackend
+from engines.load_options import LoadOptions
 from engines.onnx_export import OnnxExport, default_cache_dir, resolve_onnx_dir
 from engines.shapes import NETWORKS
 from engines.threads import physical_cores
-from scott.decoder import FULL_DECODER, DecoderChoice
+from scott.decoder import resolve_decoder
 from scott.pipeline import TextToImagePipeline
-from scott.schedule import NoiseSchedule
-from scott.tokenizer import load_tokenizer
+from scott.precision import Precision
 
 
-def resolve_precision(core: Any, precision: str, device: str = "CPU") -> str:
+def resolve_precision(core: Any, precision: Precision | str, device: str = "CPU") -> Precision:
     """The inference precision OpenVINO will run: auto -> bf16 where the device has it natively, else f32."""
     capabilities = set(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
-    if precision == "auto":
-        return "bf16" if "BF16" in capabilities else "f32"
-    if precision.upper() not in capabilities and precision != "f32":
+    precision = Precision.parse(precision)
+    if precision is Precision.AUTO:
+        return Precision.BF16 if "BF16" in capabilities else Precision.F32
+    if precision.value.upper() not in capabilities and precision is not Precision.F32:
         raise ValueError(
             f"openvino on {device} cannot run {precision} (it offers {', '.join(sorted(capabilities))}); "
             "use --precision auto or f32"
@@ -48,7 +48,7 @@ class OpenVinoBackend(ExportedGraphBackend):
         self,
         onnx_dir: str | Path,
         device: torch.device | str = "cpu",
-        precision: str = "auto",
+        precision: Precision = Precision.AUTO,
         threads: int | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
@@ -70,7 +70,7 @@ class OpenVinoBackend(ExportedGraphBackend):
         self.export = OnnxExport.read(onnx_dir)
         self.models = {name: self.core.read_model(str(self.export.path(name))) for name in NETWORKS}
         self.config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": self.precision,  # OpenVINO spells them as we do: f32, bf16, f16
+            "INFERENCE_PRECISION_HINT": self.precision.value,  # OpenVINO spells them as we do: f32, bf16, f16
             # One request at a time: LATENCY beat THROUGHPUT at batch 1 and 8 (8.3 vs 11.3 ms for a 1-step image,
             # 67 vs 107 ms for 8 images at 4 steps; shipped model, 2 cores, 2026-12-01).
             "PERFORMANCE_HINT": "LATENCY",
@@ -101,18 +101,16 @@ class OpenVinoBackend(ExportedGraphBackend):
 
 def load_openvino_pipeline(
     model_dir: str | Path,
-    device: str | None = None,
-    precision: str = "auto",
+    options: LoadOptions | None = None,
+    log: Callable[[str], None] | None = None,
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
-    threads: int | None = None,
-    log: Callable[[str], None] | None = None,
-    decoder: DecoderChoice = FULL_DECODER,
 ) -> TextToImagePipeline:
     """A pipeline over the model's ONNX export (engines.onnx_export.resolve_onnx_dir), compiled by OpenVINO."""
-    model_dir = Path(model_dir)
+    options = options or LoadOptions(backend="openvino")
+    decoder = resolve_decoder(model_dir, options.decoder)
     root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log, decoder=decoder)
-    backend = OpenVinoBackend(root, device or "cpu", precision=precision, threads=threads, cache_dir=cache_dir)
-    schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
-    tokenizer = load_tokenizer(model_dir / "tokenizer")
-    return TextToImagePipeline(backend, tokenizer, schedule, backend.export.info(name=model_dir.name))
+    backend = OpenVinoBackend(
+        root, options.device or "cpu", precision=options.precision, threads=options.threads, cache_dir=cache_dir
+    )
+    return TextToImagePipeline.over_folder(backend, model_dir, backend.export.info(name=Path(model_dir).name))

@@ -16,19 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from engines.engine_cache import BuildTarget, EngineCache, EngineKey, exclusive, onnx_sha256, read_versioned_json
+from engines.load_options import DEFAULT_MAX_BATCH_SIZE
 from engines.onnx_export import OnnxExport, model_fingerprint, resolve_onnx_dir
 from engines.shapes import NETWORKS, VAE_DECODER, ModelDims, Profile, build_profiles
 from scott.atomic import write_bytes_atomic, write_json_atomic
 from scott.decoder import FULL_DECODER, DecoderChoice
 from scott.pipeline import ModelInfo
+from scott.precision import Precision
 
 INDEX_FORMAT = 2
-PRECISIONS = ("fp16", "fp32")
-SETTING_PRECISIONS = {"f16": "fp16", "f32": "fp32"}  # --precision / --vae-precision's names -> TensorRT's
-DEFAULT_MAX_BATCH_SIZE = 8
+ENGINE_PRECISIONS = (Precision.F16, Precision.F32)  # what an engine here is built in
 
 # (onnx path, plan path to write, profile, precision, timing cache path) -> None
-PlanBuilder = Callable[[Path, Path, Profile, str, Path], None]
+PlanBuilder = Callable[[Path, Path, Profile, Precision, Path], None]
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ def plan_engines(
     target: BuildTarget,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     sizes: Sequence[tuple[int, int]] | None = None,
-    precision: str = "fp16",
+    precision: Precision = Precision.F16,
     opt_batch_size: int | None = None,
-    vae_precision: str | None = None,
-    graphs: Mapping[str, OnnxExport] | None = None,
+    vae_precision: Precision | None = None,
+    graphs: Mapping[Precision, OnnxExport] | None = None,
 ) -> dict[str, PlannedEngine]:
     """The engine each network needs on this target: its profile and cache key (no building).
 
@@ -55,9 +55,11 @@ def plan_engines(
     graphs: for strongly typed builds, the export of each precision a network is built in (its graph is the one
     whose precision the engine computes); default: every network from `export`.
     """
+    precision = Precision.parse(precision)
+    vae_precision = Precision.parse(vae_precision) if vae_precision else None
     for value in (precision, vae_precision or precision):
-        if value not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {value!r}")
+        if value not in ENGINE_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {value!r}")
     vae_peak = export.manifest.get("vae", {}).get("peak_channels")  # exports before it was recorded: no limit
     profiles = build_profiles(export.info(), export.dims.text_dim, max_batch_size, sizes, opt_batch_size, vae_peak)
     planned = {}
@@ -151,14 +153,14 @@ class EngineSet:
 
 def strongly_typed(trt: Any) -> bool:
     """TensorRT 11 builds strongly typed networks only (it removed BuilderFlag.FP16 and the other weak-typing flags):
-    an engine computes what its graph says, so fp16 engines come from fp16 graphs (export_onnx(precision="fp16")).
+    an engine computes what its graph says, so fp16 engines come from fp16 graphs (export_onnx(precision=f16)).
     TensorRT 10 builds fp16 engines from the fp32 graphs with BuilderFlag.FP16, choosing precision per layer."""
     return not hasattr(trt.BuilderFlag, "FP16")
 
 
-def precision_flags(trt: Any, precision: str) -> list[Any]:
+def precision_flags(trt: Any, precision: Precision) -> list[Any]:
     """The builder flags for an engine in `precision`: FP16 for weak typing; none when the graph decides."""
-    return [trt.BuilderFlag.FP16] if precision == "fp16" and not strongly_typed(trt) else []
+    return [trt.BuilderFlag.FP16] if precision == Precision.F16 and not strongly_typed(trt) else []
 
 
 def _timing_cache(config: Any, data: bytes, path: Path) -> Any:
@@ -168,7 +170,7 @@ def _timing_cache(config: Any, data: bytes, path: Path) -> Any:
     return cache
 
 
-def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: str, timing_cache: Path) -> None:
+def build_plan(onnx_path: Path, plan_path: Path, profile: Profile, precision: Precision, timing_cache: Path) -> None:
     """Parse an ONNX file and write a serialized TensorRT engine (the only function here that needs TensorRT)."""
     import tensorrt as trt
 
@@ -218,12 +220,12 @@ def build_engine_set(
     target: BuildTarget,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     sizes: Sequence[tuple[int, int]] | None = None,
-    precision: str = "fp16",
+    precision: Precision = Precision.F16,
     opt_batch_size: int | None = None,
     builder: PlanBuilder = build_plan,
     log: Callable[[str], None] | None = None,
-    vae_precision: str | None = None,
-    graphs: Mapping[str, OnnxExport] | None = None,
+    vae_precision: Precision | None = None,
+    graphs: Mapping[Precision, OnnxExport] | None = None,
 ) -> EngineSet:
     """Build (or find in out_dir's cache) one engine per network of an export, and write the index."""
     say = log or (lambda _msg: None)
@@ -252,11 +254,11 @@ def build_engines(
     out_dir: str | Path,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     sizes: Sequence[tuple[int, int]] | None = None,
-    precision: str = "fp16",
+    precision: Precision = Precision.F16,
     onnx_dir: str | Path | None = None,
     device: str | None = None,
     log: Callable[[str], None] | None = None,
-    vae_precision: str | None = None,
+    vae_precision: Precision | None = None,
     decoder: DecoderChoice = FULL_DECODER,
 ) -> EngineSet:
     """`scott build-engines`: FP16 engines (the VAE's in vae_precision if given) for the model at model_dir, with
@@ -271,9 +273,10 @@ def build_engines(
     export = OnnxExport.read(resolve_onnx_dir(model_dir, onnx_dir, log=log, decoder=decoder))
     graphs = None
     if strongly_typed(trt):  # the fp16 graphs come from their own export, into the cache (onnx_dir holds fp32)
-        graphs = {"fp32": export}
-        if "fp16" in (precision, vae_precision or precision):
-            graphs["fp16"] = OnnxExport.read(resolve_onnx_dir(model_dir, log=log, precision="fp16", decoder=decoder))
+        graphs = {Precision.F32: export}
+        if Precision.F16 in (precision, vae_precision or precision):
+            fp16_dir = resolve_onnx_dir(model_dir, log=log, precision=Precision.F16, decoder=decoder)
+            graphs[Precision.F16] = OnnxExport.read(fp16_dir)
     target = build_target(trt, target_device)
     return build_engine_set(
         export, out_dir, target, max_batch_size, sizes, precision, log=log, vae_precision=vae_precision, graphs=graphs

@@ -13,7 +13,6 @@ and tunes lazily on the first enqueues, which must not be captured).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +20,14 @@ from typing import Any
 
 import torch
 
-from engines.graph_backend import unet_inputs
+from engines.graph_backend import TORCH_DTYPES, unet_inputs
+from engines.load_options import LoadOptions
 from engines.shapes import NETWORKS, TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec, Profile, network_specs
-from scott.decoder import FULL_DECODER, DecoderChoice
+from scott.decoder import FULL_DECODER, DecoderChoice, resolve_decoder
 from scott.pipeline import TextToImagePipeline
-from scott.schedule import NoiseSchedule
-from scott.tokenizer import load_tokenizer
+from scott.precision import Precision
 
 WARMUP_RUNS = 2
-_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int32": torch.int32, "int64": torch.int64}
 
 # (the work to capture, the stream it runs on) -> an object whose replay() re-issues that work
 GraphCapture = Callable[[Callable[[], None], Any], Any]
@@ -111,14 +109,14 @@ class TensorRTEngine:
         buffers = {}
         for tensor in self.spec.inputs:
             shape = shapes[tensor.name]
-            buffers[tensor.name] = torch.empty(shape, dtype=_TORCH_DTYPES[tensor.dtype], device=self.device)
+            buffers[tensor.name] = torch.empty(shape, dtype=TORCH_DTYPES[tensor.dtype], device=self.device)
             if not context.set_input_shape(tensor.name, shape):
                 raise ValueError(f"{self.spec.name}.{tensor.name}: TensorRT rejected shape {shape}")
         for tensor in self.spec.outputs:
             shape = tuple(context.get_tensor_shape(tensor.name))
             if any(d < 0 for d in shape):
                 raise RuntimeError(f"{self.spec.name}.{tensor.name}: TensorRT left shape {shape} unresolved")
-            buffers[tensor.name] = torch.empty(shape, dtype=_TORCH_DTYPES[tensor.dtype], device=self.device)
+            buffers[tensor.name] = torch.empty(shape, dtype=TORCH_DTYPES[tensor.dtype], device=self.device)
         for name, buffer in buffers.items():
             if not context.set_tensor_address(name, buffer.data_ptr()):
                 raise RuntimeError(f"{self.spec.name}.{name}: TensorRT rejected the buffer address")
@@ -149,10 +147,7 @@ class TensorRTEngine:
 
 def engine_set_precision(engine_set: Any) -> str:
     """What the engines compute in, as --precision names it: "f16", or "f16, vae f32" for a guarded VAE."""
-    from engines.tensorrt_build import SETTING_PRECISIONS
-
-    short = {trt_name: name for name, trt_name in SETTING_PRECISIONS.items()}
-    own = {network: short[key.precision] for network, (_, key, _) in engine_set.engines.items()}
+    own = {network: Precision.parse(key.precision, warn=False) for network, (_, key, _) in engine_set.engines.items()}
     main = own[UNET]
     return main if own[VAE_DECODER] == main else f"{main}, vae {own[VAE_DECODER]}"
 
@@ -228,54 +223,49 @@ class TensorRTBackend:
 
 def load_tensorrt_pipeline(
     model_dir: str | Path,
-    device: str | None = None,
+    options: LoadOptions | None = None,
+    log: Callable[[str], None] | None = None,
     engine_dir: str | Path | None = None,
-    max_batch_size: int | None = None,
     sizes: list[tuple[int, int]] | None = None,
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
-    log: Callable[[str], None] | None = None,
-    vae_precision: str | None = None,
-    decoder: DecoderChoice = FULL_DECODER,
 ) -> TextToImagePipeline:
     """A pipeline on TensorRT engines; fails first, naming what is missing, on hosts without TensorRT or CUDA.
 
-    vae_precision (f32 | f16): the VAE decoder engine's precision when engines are built here; default f16.
+    options.vae_precision (f32 | f16): the VAE decoder engine's precision when engines are built here; default f16.
 
     Where the engines come from (the index of this host's target, engines-<GPU>-<TensorRT>.json):
     1. `engine_dir` given: the engines `scott build-engines --out engine_dir` made; never rebuilt here.
     2. `<model_dir>/engines/` with an index for this target: likewise, built beside the model.
     3. Otherwise built on first use into `<cache_dir>/engines/<model fingerprint[:16]>/` (cache_dir defaults
-       to $SCOTT_CACHE_DIR or ~/.cache/scott) for max_batch_size (default 8) and the model's sizes,
+       to $SCOTT_CACHE_DIR or ~/.cache/scott) for options.max_batch_size and the model's sizes,
        from the ONNX export engines.onnx_export.resolve_onnx_dir finds or makes. The engine cache reuses
        plans whose key matches, so only the first start on a new GPU or TensorRT version builds.
     Every plan's sidecar is checked against this host (TensorRT version, GPU) before it is loaded.
     """
     from engines.onnx_export import default_cache_dir, model_fingerprint
-    from engines.tensorrt_build import DEFAULT_MAX_BATCH_SIZE, SETTING_PRECISIONS, build_engines, index_path
+    from engines.tensorrt_build import build_engines, index_path
     from engines.tensorrt_env import build_target, require_tensorrt
 
-    trt, target_device = require_tensorrt(device)  # before any export or build work
+    options = options or LoadOptions(backend="tensorrt")
+    trt, target_device = require_tensorrt(options.device)  # before any export or build work
+    decoder = resolve_decoder(model_dir, options.decoder)
     model_dir = Path(model_dir)
     if engine_dir is None and index_path(model_dir / "engines", build_target(trt, target_device)).is_file():
         engine_dir = model_dir / "engines"
     if engine_dir is None:
         engine_dir = Path(cache_dir or default_cache_dir()) / "engines" / model_fingerprint(model_dir, decoder)[:16]
-        max_batch = max_batch_size or DEFAULT_MAX_BATCH_SIZE
-        vae = SETTING_PRECISIONS[vae_precision] if vae_precision else None
         build_engines(
             model_dir,
             engine_dir,
-            max_batch,
+            options.max_batch_size,
             sizes,
             onnx_dir=onnx_dir,
-            device=device,
+            device=options.device,
             log=log,
-            vae_precision=vae,
+            vae_precision=options.vae_precision,
             decoder=decoder,
         )
-    backend = TensorRTBackend(engine_dir, model_dir, device, decoder=decoder)
-    schedule = NoiseSchedule.from_config(json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text()))
-    tokenizer = load_tokenizer(model_dir / "tokenizer")
+    backend = TensorRTBackend(engine_dir, model_dir, options.device, decoder=decoder)
     info = dataclasses.replace(backend.engine_set.model_info, name=model_dir.name)
-    return TextToImagePipeline(backend, tokenizer, schedule, info)
+    return TextToImagePipeline.over_folder(backend, model_dir, info)

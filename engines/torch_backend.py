@@ -4,13 +4,18 @@ graphs on CUDA; torch.compile (inductor) when asked for."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from engines.cuda_graphs import CudaGraphRunner
+from engines.load_options import LoadOptions
 from scott.backend import ModuleBackend
-from scott.models import ModelBundle
+from scott.decoder import resolve_decoder
+from scott.models import ModelBundle, load_model
+from scott.pipeline import ModelInfo, TextToImagePipeline
+from scott.precision import Precision
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -68,3 +73,16 @@ class TorchBackend(ModuleBackend):
         if cuda_graphs:
             calls = {k: CudaGraphRunner(fn) for k, fn in calls.items()}
         self._text_call, self._unet_call, self._vae_call = calls["text"], calls["unet"], calls["vae"]
+
+
+def load_torch_pipeline(
+    model_dir: str | Path, options: LoadOptions, log: Callable[[str], None] | None = None
+) -> TextToImagePipeline:
+    """The folder's modules loaded in the options' precision (auto: f16 on CUDA, f32 on the CPU) on its device."""
+    target = pick_device(options.device)
+    if options.threads and target.type == "cpu":
+        torch.set_num_threads(options.threads)  # torch's pool is per process (its default is already one per core)
+    dtype = default_dtype(target) if options.precision is Precision.AUTO else options.precision.dtype
+    bundle = load_model(model_dir, dtype=dtype, decoder=resolve_decoder(model_dir, options.decoder))
+    runtime = TorchBackend(bundle, target, dtype, compile=options.compile)
+    return TextToImagePipeline(runtime, bundle.tokenizer, bundle.schedule, ModelInfo.from_bundle(bundle))

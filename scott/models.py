@@ -114,6 +114,11 @@ class ModelBundle:
         return self
 
 
+def read_scheduler_config(model_dir: str | Path) -> dict[str, Any]:
+    """The folder's scheduler/scheduler_config.json: the noise schedule every backend samples on."""
+    return json.loads((Path(model_dir) / "scheduler" / "scheduler_config.json").read_text())
+
+
 def load_model(
     path: str | Path, dtype: torch.dtype = torch.float32, decoder: DecoderChoice = FULL_DECODER
 ) -> ModelBundle:
@@ -123,7 +128,6 @@ def load_model(
     missing = [f"{name}/" for name in SUBFOLDERS if not (root / name).is_dir()]
     if missing:
         raise FileNotFoundError(f"{root} is not a diffusers model folder: missing {', '.join(missing)}")
-    scheduler_file = root / "scheduler" / "scheduler_config.json"
     common: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
     bundle = ModelBundle(
         path=root,
@@ -131,7 +135,7 @@ def load_model(
         text_encoder=CLIPTextModel.from_pretrained(str(root / "text_encoder"), **common),
         unet=UNet2DConditionModel.from_pretrained(str(root / "unet"), **common),
         vae=AutoencoderKL.from_pretrained(str(root / "vae"), **common),
-        scheduler_config=json.loads(scheduler_file.read_text()),
+        scheduler_config=read_scheduler_config(root),
     )
     for module in (bundle.text_encoder, bundle.unet, bundle.vae):
         module.eval().requires_grad_(False)

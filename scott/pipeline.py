@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from transformers import CLIPTokenizer
 
 from scott.backend import DiffusionBackend, ModuleBackend
 from scott.images import to_uint8
-from scott.models import SERVING_FILE, ModelBundle, ServingCard
+from scott.models import SERVING_FILE, ModelBundle, ServingCard, read_scheduler_config
 from scott.sampler import (
     ConsistencySampler,
     ModelFn,
@@ -22,7 +23,7 @@ from scott.sampler import (
     sample_generators,
 )
 from scott.schedule import NoiseSchedule, guidance_scale_embedding
-from scott.tokenizer import token_counts, tokenize
+from scott.tokenizer import load_tokenizer, token_counts, tokenize
 
 CONSISTENCY = ConsistencySampler()
 MAX_STEPS = CONSISTENCY.max_steps  # what the served few-step sampler takes
@@ -175,6 +176,15 @@ class TextToImagePipeline:
         """The bundle's own modules, eagerly (e.g. a teacher during training, with DDIMSampler)."""
         backend = ModuleBackend(bundle, device)
         return cls(backend, bundle.tokenizer, bundle.schedule, ModelInfo.from_bundle(bundle), sampler)
+
+    @classmethod
+    def over_folder(cls, backend: DiffusionBackend, model_dir: str | Path, info: ModelInfo) -> TextToImagePipeline:
+        """A backend that runs the folder's networks from an export or engines, with the folder's own tokenizer and
+        noise schedule (the networks' weights are never loaded into torch)."""
+        root = Path(model_dir)
+        return cls(
+            backend, load_tokenizer(root / "tokenizer"), NoiseSchedule.from_config(read_scheduler_config(root)), info
+        )
 
     # -- text -------------------------------------------------------------------------------------
 

@@ -21,13 +21,13 @@ from fastapi.routing import APIRoute
 from uvicorn.config import STARTUP_FAILURE
 
 from scott.pipeline import TextToImagePipeline
-from server import a1111_api, api, health, openai_api, playground
 from server.auth import ApiKeys
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
 from server.middleware import AllowedHosts, BodySizeLimit, RequestTimer, RequireJson
 from server.openapi import install_openapi
 from server.protocol import limited_protocol
+from server.routes import a1111, generate, health, openai_images, playground
 from server.service import GenerationService
 from server.settings import ServerSettings
 
@@ -60,7 +60,7 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     install_error_handlers(app, metrics.reject)
     keys = settings.api_key_values()
     install_openapi(app, service, keyed=bool(keys))
-    routers = (api.router, openai_api.router, a1111_api.router, health.router, playground.router)
+    routers = (generate.router, openai_images.router, a1111.router, health.router, playground.router)
     for router in routers:
         app.include_router(router)
     # The last added runs first: host, CORS (a preflight needs no key), key, content type, then the body is read.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import error_response
-from server.health import PROBE_PATHS
+from server.routes.health import PROBE_PATHS
 
 # Open without a key: the probes and /metrics (orchestrators and Prometheus must reach them); the docs and the
 # playground page say nothing about the model (the page asks for a key for its own calls, /info and /generate).

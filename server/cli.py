@@ -75,21 +75,14 @@ def generate(
     **flags: Any,
 ) -> None:
     """Make one image in-process (no server) and write it as a PNG."""
-    from engines import load_pipeline
+    from engines.loader import load_pipeline
     from server.errors import ApiError
     from server.images import encode_png
     from server.params import resolve
 
     settings = settings_from(flags)
     width, height = _sizes([size], "--size")[0] if size is not None else (None, None)
-    pipeline = load_pipeline(
-        settings.model_dir,
-        settings.backend,
-        settings.device,
-        precision=settings.precision,
-        threads=settings.threads,
-        decoder=settings.decoder,
-    )
+    pipeline = load_pipeline(settings.model_dir, settings.load_options())
     try:
         params = resolve(
             pipeline.info,
@@ -178,8 +171,8 @@ def export(
     out: Annotated[Path, typer.Option(help="folder for text_encoder/unet/vae_decoder .onnx and manifest.json")],
     force_external_data: Annotated[bool, typer.Option(help="weights beside the graph even when small")] = False,
     precision: Annotated[
-        str, typer.Option(help="fp32, or fp16 (fp32 inputs and outputs; what TensorRT 11 builds fp16 engines from)")
-    ] = "fp32",
+        str, typer.Option(help="f32, or f16 (f32 inputs and outputs; what TensorRT 11 builds f16 engines from)")
+    ] = "f32",
     **flags: Any,
 ) -> None:
     """Export the text encoder, UNet and VAE decoder to ONNX (dynamic batch), checked against PyTorch."""
@@ -213,8 +206,8 @@ def build_engines(
 
     --max-batch-size is the top of the engines' batch profile: the server's own --max-batch-size.
     """
-    from engines.tensorrt_build import SETTING_PRECISIONS, index_summary
     from engines.tensorrt_build import build_engines as build
+    from engines.tensorrt_build import index_summary
     from scott.decoder import resolve_decoder
 
     settings = settings_from(flags)
@@ -227,7 +220,7 @@ def build_engines(
             sizes=parsed,
             device=settings.device,
             log=_steps(),
-            vae_precision=SETTING_PRECISIONS.get(settings.vae_precision or ""),
+            vae_precision=settings.vae_precision,
             decoder=resolve_decoder(settings.model_dir, settings.decoder),
         )
     except RuntimeError as exc:  # no TensorRT / no CUDA: say what is missing, build nothing
@@ -273,14 +266,12 @@ def evaluate_model(
     from rich.console import Console
     from rich.table import Table
 
-    from engines import load_pipeline
+    from engines.loader import load_pipeline
     from scott.eval import eval_prompts, evaluate
     from scott.eval.generators import pipeline_generate_fn
 
     settings = settings_from(flags)
-    pipeline = load_pipeline(
-        settings.model_dir, settings.backend, settings.device, precision=settings.precision, threads=settings.threads
-    )
+    pipeline = load_pipeline(settings.model_dir, settings.load_options())
     held_out = eval_prompts(prompts)
     results = {}
     for step_count in steps or [1, 2, 4]:

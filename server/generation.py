@@ -7,7 +7,7 @@ from server.schemas import SamplingFields
 from server.service import Generation, GenerationService
 
 
-async def generate(
+async def generate_images(
     service: GenerationService,
     body: SamplingFields,
     *,

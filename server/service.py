@@ -77,22 +77,11 @@ class GenerationService:
         """Load the model (unless given), run one generation to warm it up, start the worker. Blocking."""
         try:
             if self.pipeline is None:
-                from engines import load_pipeline
+                from engines.loader import load_pipeline
 
                 s = self.settings
                 self._progress(f"loading the model on {s.backend or 'the default backend'}")
-                self.pipeline = load_pipeline(
-                    s.model_dir,
-                    s.backend,
-                    s.device,
-                    max_batch_size=s.max_batch_size,
-                    precision=s.precision,
-                    threads=s.threads,
-                    vae_precision=s.vae_precision,
-                    log=self._progress,
-                    compile=s.compile,
-                    decoder=s.decoder,
-                )
+                self.pipeline = load_pipeline(s.model_dir, s.load_options(), log=self._progress)
             if self.settings.warmup:
                 # A backend that compiles or captures per shape does it for every batch size now, not on a live request.
                 per_shape = self.pipeline.backend.per_shape

@@ -12,6 +12,8 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engines.load_options import DEFAULT_MAX_BATCH_SIZE, LoadOptions
+from scott.precision import Precision
 from server.limits import MAX_IMAGES
 
 
@@ -25,13 +27,12 @@ class ServerSettings(BaseSettings):
     backend: str | None = Field(
         None, description="runtime: torch | onnx | openvino | tensorrt; default: openvino on the CPU, torch on CUDA"
     )
-    precision: str = Field(
-        "auto",
-        pattern="^(auto|f32|bf16|f16)$",
-        description="auto (bf16 where the CPU has it natively on openvino, fp16 on CUDA) | f32 | bf16 | f16",
+    precision: Precision = Field(
+        Precision.AUTO,
+        description="auto (bf16 where the CPU has it natively on openvino, f16 on CUDA) | f32 | bf16 | f16",
     )
-    vae_precision: str | None = Field(
-        None, pattern="^(f32|f16)$", description="tensorrt: the VAE decoder's precision (f32 guards against overflow)"
+    vae_precision: Precision | None = Field(
+        None, description="tensorrt: the VAE decoder's precision, f32 | f16 (f32 guards against overflow)"
     )
     decoder: str = Field(
         "full",
@@ -43,7 +44,9 @@ class ServerSettings(BaseSettings):
     threads: int | None = Field(None, ge=1, le=1024, description="CPU inference threads; default: one per core")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
-    max_batch_size: int = Field(8, ge=1, le=256, description="images per UNet batch; 1 turns batching off")
+    max_batch_size: int = Field(
+        DEFAULT_MAX_BATCH_SIZE, ge=1, le=256, description="images per UNet batch; 1 turns batching off"
+    )
     max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0, description="batch wait for company, under concurrency")
     max_queue: int = Field(64, ge=1, description="images admitted but not yet running; more get 429")
     request_timeout_s: float = Field(30.0, gt=0.0, description="deadline of every request; past it, 504")
@@ -87,6 +90,29 @@ class ServerSettings(BaseSettings):
         if isinstance(parts, list | tuple):
             return [item.strip() for part in parts for item in str(part).split(",") if item.strip()]
         return parts
+
+    @field_validator("precision", "vae_precision", mode="before")
+    @classmethod
+    def _precision_name(cls, value: object) -> object:
+        return Precision.parse(value) if isinstance(value, str) else value  # names it wrongly: the listed choices
+
+    @model_validator(mode="after")
+    def _loadable(self) -> Self:
+        self.load_options()  # a flag combination no backend can run fails at start, naming the flags
+        return self
+
+    def load_options(self) -> LoadOptions:
+        """What the model loader reads (engines.loader.load_pipeline): made here, from these settings only."""
+        return LoadOptions(
+            backend=self.backend,
+            device=self.device,
+            precision=self.precision,
+            max_batch_size=self.max_batch_size,
+            threads=self.threads,
+            vae_precision=self.vae_precision,
+            compile=self.compile,
+            decoder=self.decoder,
+        )
 
     @model_validator(mode="after")
     def _queue_fits_a_request(self) -> Self:

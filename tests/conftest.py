@@ -21,9 +21,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_pipeline(tiny_model_dir: Path):
     """The tiny model loaded on the CPU with the torch backend, once per session."""
-    from engines import load_pipeline
+    from engines.load_options import LoadOptions
+    from engines.loader import load_pipeline
 
-    return load_pipeline(tiny_model_dir, backend="torch", device="cpu")
+    return load_pipeline(tiny_model_dir, LoadOptions(backend="torch", device="cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -61,14 +61,15 @@ def test_scott_run_is_deterministic_resumes_exactly_and_serves(teacher, tmp_path
     assert _losses(resumed.work_dir) == reference
 
     # the folder is a servable model: guidance embedding, LCM scheduler, the teacher's schedule
-    from engines import load_pipeline
+    from engines.load_options import LoadOptions
+    from engines.loader import load_pipeline
     from scott.pipeline import ImageRequest
 
     student = load_model(full.model_dir)
     assert student.has_guidance_embedding and student.scheduler_config["_class_name"] == "LCMScheduler"
     assert student.scheduler_config["prediction_type"] == "v_prediction"
     assert student.scheduler_config["rescale_betas_zero_snr"] is True
-    pipeline = load_pipeline(full.model_dir, device="cpu")
+    pipeline = load_pipeline(full.model_dir, LoadOptions(device="cpu"))
     out = pipeline.generate(
         [ImageRequest(prompt="a red circle", seed=1, steps=2, guidance_scale=6.0, gamma=0.5, width=64, height=64)]
     )

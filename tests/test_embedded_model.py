@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from engines import load_pipeline
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
 from engines.onnx_export import export_onnx
 from scott.eval.evaluate import colour_by_background, evaluate
 from scott.eval.generators import pipeline_generate_fn
@@ -47,7 +48,7 @@ def test_exports_to_onnx_that_matches_torch(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pipelines() -> dict[str, TextToImagePipeline]:
-    return {decoder: load_pipeline(MODEL, "torch", "cpu", decoder=decoder) for decoder in ("full", "tiny")}
+    return {decoder: load_pipeline(MODEL, LoadOptions("torch", "cpu", decoder=decoder)) for decoder in ("full", "tiny")}
 
 
 @pytest.mark.parametrize("decoder", ["full", "tiny"])

@@ -21,7 +21,7 @@ PROFILE = {"sample": {"min": [1, 4, 8, 8], "opt": [1, 4, 8, 8], "max": [8, 4, 16
 
 
 def _key(**overrides) -> EngineKey:
-    key = EngineKey.create("unet", "ab" * 32, H100, "fp16", PROFILE)
+    key = EngineKey.create("unet", "ab" * 32, H100, "f16", PROFILE)
     return dataclasses.replace(key, **overrides)
 
 
@@ -36,15 +36,15 @@ def test_key_digest_is_stable_and_covers_every_field():
     assert _key().digest() == _key().digest()
     # Profile JSON is canonical: key order does not matter.
     reordered = {"sample": {"max": [8, 4, 16, 16], "opt": [1, 4, 8, 8], "min": [1, 4, 8, 8]}}
-    assert EngineKey.create("unet", "ab" * 32, H100, "fp16", reordered).digest() == _key().digest()
+    assert EngineKey.create("unet", "ab" * 32, H100, "f16", reordered).digest() == _key().digest()
     variants = [
         _key(network="vae_decoder"),
         _key(onnx_sha256="cd" * 32),
         _key(tensorrt_version="10.8.0"),
         _key(gpu_name="NVIDIA A100-SXM4-80GB"),
         _key(compute_capability="8.0"),
-        _key(precision="fp32"),
-        EngineKey.create("unet", "ab" * 32, H100, "fp16", {"sample": {**PROFILE["sample"], "max": [4, 4, 16, 16]}}),
+        _key(precision="f32"),
+        EngineKey.create("unet", "ab" * 32, H100, "f16", {"sample": {**PROFILE["sample"], "max": [4, 4, 16, 16]}}),
     ]
     digests = {k.digest() for k in variants}
     assert len(digests) == len(variants) and _key().digest() not in digests

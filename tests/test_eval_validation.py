@@ -87,13 +87,11 @@ def test_colour_accuracy_per_background():
 def test_colour_by_background_benchmark_balances_backgrounds_and_sees_a_colour_defect(tmp_path):
     """benchmarks/colour_by_background.py on the shipped model: every background gets the same number of held-out
     prompts; real renders read right, and a colour-shifted copy of them reads worse (the measure can fail)."""
-    from benchmark_loader import load_benchmark
-
+    from benchmarks import colour_by_background as bench
     from scott.data.attributes import BACKGROUNDS
     from scott.eval.generators import real_generate_fn
     from scott.eval.prompts import prompts_by_background
 
-    bench = load_benchmark("colour_by_background")
     by_bg = prompts_by_background(3)
     assert list(by_bg) == list(BACKGROUNDS)
     for bg, prompts in by_bg.items():

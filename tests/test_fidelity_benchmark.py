@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from benchmark_loader import load_benchmark
 
-fidelity = load_benchmark("fidelity")
+from benchmarks import fidelity
 
 
 def test_mcnemar_counts_only_the_images_that_changed() -> None:

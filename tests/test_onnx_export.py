@@ -213,10 +213,10 @@ def test_an_fp16_export_computes_in_fp16_behind_fp32_inputs_and_outputs(exported
     shutil.copytree(model_dir, model)
     shutil.copytree(out, model / "onnx")  # an fp32 export beside the weights must not be taken for fp16
     cache = tmp_path / "cache"
-    root = resolve_onnx_dir(model, cache_dir=cache, precision="fp16")
-    assert root == cache / "onnx" / f"{model_fingerprint(model)[:16]}-fp16"
+    root = resolve_onnx_dir(model, cache_dir=cache, precision="f16")
+    assert root == cache / "onnx" / f"{model_fingerprint(model)[:16]}-f16"
     export = OnnxExport.read(root)
-    assert export.precision == "fp16" and OnnxExport.read(out).precision == "fp32"
+    assert export.precision == "f16" and OnnxExport.read(out).precision == "f32"
     # The cache is readable by a server running as another user (the Docker image's uid 10001, a shared volume):
     # mkdtemp and mkstemp would leave the folder 0700 and the manifest 0600.
     for path in (root, root / "manifest.json", export.path("unet")):
@@ -237,5 +237,5 @@ def test_an_fp16_export_computes_in_fp16_behind_fp32_inputs_and_outputs(exported
     latents = {"latents": np.random.default_rng(0).standard_normal((2, 4, 32, 32), dtype=np.float32)}
     (a,), (b,) = vae16.run(None, latents), vae32.run(None, latents)
     assert np.abs(a - b).max() < 5e-2
-    with pytest.raises(ValueError, match=r"fp32.*fp16.* is needed"):
-        resolve_onnx_dir(model, onnx_dir=out, precision="fp16")
+    with pytest.raises(ValueError, match=r"f32.*f16.* is needed"):
+        resolve_onnx_dir(model, onnx_dir=out, precision="f16")

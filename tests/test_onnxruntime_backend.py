@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines import load_pipeline
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
 from engines.onnx_export import MANIFEST, model_fingerprint
 from engines.onnxruntime_backend import OnnxRuntimeBackend, session_options
 from engines.threads import physical_cores
@@ -31,12 +32,12 @@ def onnx_pipeline(model_dir, cache_dir) -> TextToImagePipeline:
     """load_pipeline(backend="onnx") with no export anywhere: exports into the cache on first use."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SCOTT_CACHE_DIR", str(cache_dir))
-        return load_pipeline(model_dir, backend="onnx")
+        return load_pipeline(model_dir, LoadOptions(backend="onnx"))
 
 
 @pytest.fixture(scope="module")
 def torch_pipeline(model_dir) -> TextToImagePipeline:
-    return load_pipeline(model_dir, backend="torch", device="cpu")
+    return load_pipeline(model_dir, LoadOptions(backend="torch", device="cpu"))
 
 
 def _requests(steps: int, width: int = 64, height: int = 64) -> list[ImageRequest]:

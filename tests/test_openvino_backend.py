@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("openvino", reason="the openvino backend needs `pip install openvino` (scott-serve[openvino])")
 
-from engines import load_pipeline
 from engines.check import PROMPTS  # the fixed prompt set of `scott check`
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
 from engines.openvino_backend import load_openvino_pipeline, resolve_precision
-from scott.decoder import resolve_decoder
 from scott.pipeline import ImageRequest, TextToImagePipeline
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"
@@ -38,12 +38,12 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference() -> dict[int, np.ndarray]:
-    torch_pipeline = load_pipeline(SHIPPED, backend="torch", device="cpu", precision="f32")
+    torch_pipeline = load_pipeline(SHIPPED, LoadOptions(backend="torch", device="cpu", precision="f32"))
     return {steps: torch_pipeline.generate(requests(steps)).images.astype(int) for steps in (1, 4)}
 
 
 def openvino(precision: str, cache_dir: Path) -> TextToImagePipeline:
-    return load_openvino_pipeline(SHIPPED, precision=precision, cache_dir=cache_dir)
+    return load_openvino_pipeline(SHIPPED, LoadOptions("openvino", precision=precision), cache_dir=cache_dir)
 
 
 def test_f32_matches_torch_f32(reference, cache_dir) -> None:
@@ -79,9 +79,13 @@ def test_a_seed_gives_the_same_image_alone_or_in_a_batch_of_8(precision, cache_d
 
 @pytest.mark.parametrize("precision", ["f32", "auto"])
 def test_the_tiny_decoder_serves_on_openvino_as_on_torch(precision, cache_dir) -> None:
-    expected = load_pipeline(SHIPPED, "torch", "cpu", precision="f32", decoder="tiny").generate(requests(1)).images
+    expected = (
+        load_pipeline(SHIPPED, LoadOptions("torch", "cpu", precision="f32", decoder="tiny"))
+        .generate(requests(1))
+        .images
+    )
     pipeline = load_openvino_pipeline(
-        SHIPPED, precision=precision, cache_dir=cache_dir, decoder=resolve_decoder(SHIPPED, "tiny")
+        SHIPPED, LoadOptions("openvino", precision=precision, decoder="tiny"), cache_dir=cache_dir
     )
     assert pipeline.info.decoder == "tiny"
     diff = np.abs(pipeline.generate(requests(1)).images.astype(int) - expected.astype(int))
@@ -110,11 +114,11 @@ def test_each_precision_has_its_own_cache(cache_dir) -> None:
 
 def test_what_it_cannot_run_fails_at_load_naming_it(cache_dir) -> None:
     with pytest.raises(RuntimeError, match="runs on the CPU"):
-        load_openvino_pipeline(SHIPPED, device="cuda", cache_dir=cache_dir)
+        load_openvino_pipeline(SHIPPED, LoadOptions("openvino", "cuda"), cache_dir=cache_dir)
     with pytest.raises(ValueError, match="unknown precision 'int4'"):
-        load_pipeline(SHIPPED, backend="openvino", precision="int4")
+        load_pipeline(SHIPPED, LoadOptions(backend="openvino", precision="int4"))
     with pytest.raises(ValueError, match="its export's own precision"):
-        load_pipeline(SHIPPED, backend="onnx", precision="bf16")
+        load_pipeline(SHIPPED, LoadOptions(backend="onnx", precision="bf16"))
 
 
 class _Core:
@@ -189,9 +193,11 @@ def test_an_sd15_layout_folder_matches_torch_f32(preset, tmp_path, cache_dir) ->
             bundle, unet=UNet2DConditionModel.from_config({**PRESETS["tiny"]["unet"], "time_cond_proj_dim": None})
         )
     model_dir = save_model(bundle, tmp_path / preset)
-    ours = load_openvino_pipeline(model_dir, precision="f32", cache_dir=cache_dir)
+    ours = load_openvino_pipeline(model_dir, LoadOptions("openvino", precision="f32"), cache_dir=cache_dir)
     assert ours.info.guidance_embedding_dim == bundle.unet.config.time_cond_proj_dim
-    expected = load_pipeline(model_dir, backend="torch", device="cpu", precision="f32").generate(requests(1, [0, 1]))
+    expected = load_pipeline(model_dir, LoadOptions(backend="torch", device="cpu", precision="f32")).generate(
+        requests(1, [0, 1])
+    )
     diff = np.abs(ours.generate(requests(1, [0, 1])).images.astype(int) - expected.images.astype(int))
     assert diff.max() <= 1, diff.max()
 
@@ -199,7 +205,7 @@ def test_an_sd15_layout_folder_matches_torch_f32(preset, tmp_path, cache_dir) ->
 def test_the_cpu_default_is_openvino_and_cuda_keeps_torch(monkeypatch) -> None:
     import torch
 
-    from engines import default_backend
+    from engines.loader import default_backend
     from server.settings import ServerSettings
 
     assert default_backend("cpu") == "openvino"

@@ -7,21 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
-from benchmark_loader import load_benchmark
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
+from benchmarks import quality, quality_variants
 from scott.models import build_model, save_model
 
 METRICS = ("fd_low", "fid", "prompt_accuracy", "precision", "recall", "density", "coverage")
-
-
-quality = load_benchmark("quality")  # puts benchmarks/ on sys.path, so its helpers import as top-level modules
-quality_variants = sys.modules["quality_variants"]
 
 
 @pytest.fixture(scope="module")

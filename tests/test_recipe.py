@@ -88,7 +88,8 @@ def test_stages_produce_loadable_artifacts(run: Path) -> None:
 
 
 def test_teacher_folder_loads_and_serves(run: Path) -> None:
-    from engines import load_pipeline
+    from engines.load_options import LoadOptions
+    from engines.loader import load_pipeline
     from scott.pipeline import ImageRequest
 
     bundle = load_model(teacher_dir(run))
@@ -97,7 +98,7 @@ def test_teacher_folder_loads_and_serves(run: Path) -> None:
     assert bundle.scheduler_config["rescale_betas_zero_snr"] is True
     assert bundle.vae.config.scaling_factor == pytest.approx(json.loads((run / "vae/state.json").read_text())[
         "scaling_factor"], rel=1e-3)  # fmt: skip
-    pipeline = load_pipeline(teacher_dir(run), backend="torch", device="cpu")
+    pipeline = load_pipeline(teacher_dir(run), LoadOptions(backend="torch", device="cpu"))
     out = pipeline.generate(
         [ImageRequest("a red circle", seed=1, steps=2, guidance_scale=3.0, gamma=0.0, width=64, height=64)]
     )

@@ -19,8 +19,9 @@ import torch
 from fake_tensorrt import fake_tensorrt
 from onnx import TensorProto, helper
 
-from engines import load_pipeline
 from engines.engine_cache import BuildTarget, EngineCacheError
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
 from engines.onnx_export import MANIFEST, MANIFEST_FORMAT, OnnxExport, model_fingerprint
 from engines.shapes import NETWORKS, Profile, build_profiles, parse_size
 from engines.tensorrt_build import EngineSet, build_engine_set, build_engines, check_engine_set, plan_engines
@@ -118,7 +119,7 @@ def test_check_in_profile_names_the_input():
 def test_backend_without_tensorrt_names_what_is_missing(model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SCOTT_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError) as raised:
-        load_pipeline(model_dir, backend="tensorrt")
+        load_pipeline(model_dir, LoadOptions(backend="tensorrt"))
     message = str(raised.value)
     assert message.startswith(REQUIREMENT) and "pip install scott-serve[tensorrt]" in message
     assert "found: " in message and any(m in message for m in MISSING)
@@ -182,7 +183,7 @@ def test_build_engine_set_builds_once_and_indexes(fake_export, model_dir, tmp_pa
     builder = RecordingBuilder()
     out = tmp_path / "engines"
     built = build_engine_set(fake_export, out, H100, max_batch_size=4, builder=builder)
-    assert [c[0] for c in builder.calls] == list(NETWORKS) and {c[2] for c in builder.calls} == {"fp16"}
+    assert [c[0] for c in builder.calls] == list(NETWORKS) and {c[2] for c in builder.calls} == {"f16"}
     expected = build_profiles(fake_export.info(), 128, 4)
     assert {name: prof for name, prof, _ in builder.calls} == expected
 
@@ -310,7 +311,7 @@ def test_cuda_graph_replay_matches_eager_and_returns_fresh_tensors(trt_backend, 
 def test_pipeline_on_tensorrt_matches_torch(trt_backend, model_dir):
     from scott.pipeline import ImageRequest, TextToImagePipeline
 
-    reference = load_pipeline(model_dir, backend="torch", device="cuda")
+    reference = load_pipeline(model_dir, LoadOptions(backend="torch", device="cuda"))
     engines = TextToImagePipeline(trt_backend, reference.tokenizer, reference.schedule, reference.info)
     requests = [
         ImageRequest("a red circle", seed=i, steps=4, guidance_scale=6.0, gamma=0.3, width=64, height=64)
@@ -324,7 +325,7 @@ def test_pipeline_on_tensorrt_matches_torch(trt_backend, model_dir):
 # -- the builder against TensorRT 10.x and 11.x API surfaces (tests/fake_tensorrt.py) ---------------
 
 
-def _build(monkeypatch, trt, tmp_path: Path, name: str, precision: str = "fp16", timing: Path | None = None) -> Path:
+def _build(monkeypatch, trt, tmp_path: Path, name: str, precision: str = "f16", timing: Path | None = None) -> Path:
     from engines.tensorrt_build import build_plan
 
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -343,7 +344,7 @@ def test_tensorrt_10_builds_fp16_and_grows_the_timing_cache(monkeypatch, tmp_pat
     assert plan.read_bytes() == f"plan of {tmp_path / 'unet.onnx'}".encode()
     ((_, flags, shapes),) = trt.built
     assert flags == {"FP16"} and shapes == {"sample": ((1, 4, 8, 8), (1, 4, 8, 8), (4, 4, 16, 16))}
-    _build(monkeypatch, trt, tmp_path, "vae_decoder", precision="fp32", timing=timing)
+    _build(monkeypatch, trt, tmp_path, "vae_decoder", precision="f32", timing=timing)
     assert trt.built[1][1] == set()  # fp32: no precision flag
     entries = json.loads(timing.read_bytes())["entries"]
     assert entries == [str(tmp_path / "unet.onnx"), str(tmp_path / "vae_decoder.onnx")]  # merged, not replaced
@@ -356,11 +357,11 @@ def test_tensorrt_11_builds_strongly_typed_networks_without_weak_typing_flags(mo
 
     trt = fake_tensorrt("11.4.0")
     assert not hasattr(trt.BuilderFlag, "FP16")
-    _build(monkeypatch, trt, tmp_path, "unet", precision="fp16")
+    _build(monkeypatch, trt, tmp_path, "unet", precision="f16")
     assert trt.built[0][1] == set()  # no precision flag: the graph decides
     assert trt.network_flags == [1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED.value]
     ten = fake_tensorrt("10.16.1.11")
-    _build(monkeypatch, ten, tmp_path, "unet", precision="fp16")
+    _build(monkeypatch, ten, tmp_path, "unet", precision="f16")
     assert ten.network_flags == [0] and ten.built[0][1] == {"FP16"}  # 10.x: weak typing from the fp32 graph
     assert unsupported_version("11.4.0") is None and unsupported_version("10.16.1.11") is None
     assert "older than 10.1" in unsupported_version("8.6.1") and "older than 10.1" in unsupported_version("10.0.1")
@@ -372,23 +373,23 @@ def test_tensorrt_11_builds_strongly_typed_networks_without_weak_typing_flags(mo
 
 def test_strongly_typed_plans_take_each_network_from_the_export_of_its_precision(fake_export, tmp_path):
     """fp16 networks from the fp16 export, an fp32 VAE from the fp32 one: keys follow the graph really built."""
-    fp16_root = tmp_path / "onnx-fp16"
+    fp16_root = tmp_path / "onnx-f16"
     shutil.copytree(fake_export.root, fp16_root)
     manifest = json.loads((fp16_root / MANIFEST).read_text())
-    (fp16_root / MANIFEST).write_text(json.dumps({**manifest, "precision": "fp16"}))
+    (fp16_root / MANIFEST).write_text(json.dumps({**manifest, "precision": "f16"}))
     other = onnx.load(str(fp16_root / "unet.onnx"))
     other.graph.name = "unet in fp16"  # another graph, as an fp16 export's is
     onnx.save_model(other, str(fp16_root / "unet.onnx"))
     fp16 = OnnxExport.read(fp16_root)
-    graphs = {"fp32": fake_export, "fp16": fp16}
-    planned = plan_engines(fake_export, H100, 2, vae_precision="fp32", graphs=graphs)
+    graphs = {"f32": fake_export, "f16": fp16}
+    planned = plan_engines(fake_export, H100, 2, vae_precision="f32", graphs=graphs)
     assert planned["unet"].onnx_path == fp16.path("unet") and planned["vae_decoder"].onnx_path == fake_export.path(
         "vae_decoder"
     )
-    weak = plan_engines(fake_export, H100, 2, vae_precision="fp32")
+    weak = plan_engines(fake_export, H100, 2, vae_precision="f32")
     assert planned["unet"].key != weak["unet"].key and planned["vae_decoder"].key == weak["vae_decoder"].key
-    with pytest.raises(ValueError, match="needs the fp16 export"):
-        plan_engines(fake_export, H100, 2, graphs={"fp32": fake_export})
+    with pytest.raises(ValueError, match="needs the f16 export"):
+        plan_engines(fake_export, H100, 2, graphs={"f32": fake_export})
 
 
 def test_a_timing_cache_tensorrt_cannot_use_stops_the_build(monkeypatch, tmp_path):

@@ -15,7 +15,8 @@ import torch
 from background_server import BackgroundServer
 from diffusers import AutoencoderTiny
 
-from engines import load_pipeline
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
 from engines.onnx_export import OnnxExport, export_onnx, resolve_onnx_dir
 from scott.decoder import FULL_DECODER, TINY_SUBFOLDER, DecoderMismatch, build_tiny_decoder, resolve_decoder
 from scott.images import to_uint8
@@ -70,27 +71,29 @@ def test_a_tiny_decoder_that_does_not_fit_is_refused_at_load(
     wrong.save_pretrained(str(tmp_path / "wrong"))
     for backend in ("torch", "onnx"):  # before any export
         with pytest.raises(DecoderMismatch, match=problem):
-            load_pipeline(model_dir, backend, "cpu", decoder=str(tmp_path / "wrong"))
+            load_pipeline(model_dir, LoadOptions(backend, "cpu", decoder=str(tmp_path / "wrong")))
     assert not cache.exists()
 
 
 def test_torch_decodes_latents_as_diffusers_does_for_autoencoder_tiny(model_dir: Path) -> None:
-    pipeline = load_pipeline(model_dir, "torch", "cpu", decoder="tiny")
+    pipeline = load_pipeline(model_dir, LoadOptions("torch", "cpu", decoder="tiny"))
     assert pipeline.info.decoder == "tiny"
     latents = pipeline.sample_latents(requests())
     tiny = AutoencoderTiny.from_pretrained(str(model_dir / TINY_SUBFOLDER), torch_dtype=torch.float32)
     with torch.no_grad():  # diffusers' pipelines: vae.decode(latents / vae.config.scaling_factor)
         expected = to_uint8(tiny.decode(latents / tiny.config.scaling_factor).sample)
     assert np.array_equal(pipeline.generate(requests()).images, expected)
-    full = load_pipeline(model_dir, "torch", "cpu")
+    full = load_pipeline(model_dir, LoadOptions("torch", "cpu"))
     assert full.info.decoder == "full"
     assert torch.equal(full.sample_latents(requests()), latents)  # the decoder is the only difference
     assert np.abs(full.generate(requests()).images.astype(int) - expected).mean() > 10
 
 
 def test_onnx_runtime_serves_the_tiny_decoder_as_torch_does(model_dir: Path, cache: Path) -> None:
-    reference = load_pipeline(model_dir, "torch", "cpu", decoder="tiny").generate(requests(2)).images.astype(int)
-    pipeline = load_pipeline(model_dir, "onnx", "cpu", decoder="tiny")
+    reference = (
+        load_pipeline(model_dir, LoadOptions("torch", "cpu", decoder="tiny")).generate(requests(2)).images.astype(int)
+    )
+    pipeline = load_pipeline(model_dir, LoadOptions("onnx", "cpu", decoder="tiny"))
     assert pipeline.info.decoder == "tiny"
     diff = np.abs(pipeline.generate(requests(2)).images.astype(int) - reference)
     assert diff.max() <= 1, diff.max()  # fp32 both: rounding only

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines import load_pipeline
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
 from scott.pipeline import ImageRequest
 
 
@@ -19,7 +20,7 @@ def requests(seeds: list[int]) -> list[ImageRequest]:
 
 def test_compiled_images_match_eager_alone_and_in_a_batch(tiny_model_dir, tiny_pipeline, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    compiled = load_pipeline(tiny_model_dir, backend="torch", device="cpu", compile=True)
+    compiled = load_pipeline(tiny_model_dir, LoadOptions(backend="torch", device="cpu", compile=True))
     assert compiled.backend.name == "torch-compile" and compiled.backend.per_shape  # the server warms each batch
     alone = compiled.generate(requests([3])).images.astype(int)
     batch = compiled.generate(requests([5, 3, 1, 2])).images.astype(int)
@@ -29,6 +30,6 @@ def test_compiled_images_match_eager_alone_and_in_a_batch(tiny_model_dir, tiny_p
     assert any((tmp_path / "inductor").rglob("*.py")), "inductor wrote no kernels into its cache"
 
 
-def test_compile_is_refused_for_other_backends(tiny_model_dir) -> None:
+def test_compile_is_refused_for_other_backends() -> None:
     with pytest.raises(ValueError, match="compile applies to the torch backend, not onnx"):
-        load_pipeline(tiny_model_dir, backend="onnx", compile=True)
+        LoadOptions(backend="onnx", compile=True)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from scott.pipeline import MAX_STEPS
 from server.cancellation import with_cancellation
 from server.errors import ApiError, documented
-from server.generation import generate
+from server.generation import generate_images
 from server.limits import MAX_IMAGES
 from server.schemas import (
     A1111_SAMPLER,
@@ -71,13 +71,13 @@ async def _generate_all(
     """batch_size x n_iter images, image i with seed + i as A1111 numbers them, in requests of at most MAX_IMAGES:
     the first fixes the seed (-1: random), the rest go at once and batch together."""
     total, size = body.batch_size * body.n_iter, {"width": body.width, "height": body.height}
-    first = await generate(service, sampling, n=min(total, MAX_IMAGES), **size)
+    first = await generate_images(service, sampling, n=min(total, MAX_IMAGES), **size)
     seed = first.params.first.seed
     try:
         async with asyncio.TaskGroup() as group:  # one failing cancels the others
             rest = [
                 group.create_task(
-                    generate(
+                    generate_images(
                         service,
                         sampling.model_copy(update={"seed": seed + start}),
                         n=min(MAX_IMAGES, total - start),

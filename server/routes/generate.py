@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from server.cancellation import with_cancellation
 from server.errors import ApiError, documented
-from server.generation import generate as generate_images
+from server.generation import generate_images
 from server.images import PNG, wants_png
 from server.schemas import GeneratedImage, GenerateRequest, GenerateResponse, Timings
 from server.service import Generation, GenerationService

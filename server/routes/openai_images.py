@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from engines.shapes import parse_size
 from server.cancellation import with_cancellation
 from server.errors import ApiError, documented
-from server.generation import generate
+from server.generation import generate_images
 from server.schemas import (
     OpenAIImage,
     OpenAIImageRequest,
@@ -51,7 +51,7 @@ async def images_generations(body: OpenAIImageRequest, request: Request) -> Open
             width, height = parse_size(body.size)
         except ValueError as exc:
             raise _invalid("size", str(exc)) from exc
-    generation = await generate(service, body, n=body.n or 1, width=width, height=height, size_field="size")
+    generation = await generate_images(service, body, n=body.n or 1, width=width, height=height, size_field="size")
     first = generation.params.first
     return OpenAIImagesResponse(
         created=int(time.time()),

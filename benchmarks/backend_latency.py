@@ -1,13 +1,13 @@
 """Latency of each backend, stage by stage and end to end, beside the pipelines a user would otherwise run.
 
-    .venv/bin/python benchmarks/engines.py         # models/scott-tiny: openvino, onnx, torch (+ tensorrt if present)
-    make optimum-venv && .venv/bin/python benchmarks/engines.py --optimum-python .venv-optimum/bin/python
-    .venv/bin/python benchmarks/engines.py --model DIR --device cuda --backends torch,tensorrt --batches 1,4,8
+    .venv/bin/python -m benchmarks.backend_latency  # models/scott-tiny: openvino, onnx, torch (+ tensorrt if present)
+    make optimum-venv && .venv/bin/python -m benchmarks.backend_latency --optimum-python .venv-optimum/bin/python
+    .venv/bin/python -m benchmarks.backend_latency --model DIR --device cuda --backends torch,tensorrt --batches 1,4,8
 
 Stages: text encoder, one UNet call, VAE decode. End to end: TextToImagePipeline.generate at 1/2/4
 steps. Each backend runs with the full VAE decoder and, where the model has one (vae_tiny/), the tiny decoder
 (rows "... tiny"; --decoders). Peers on the same weights: diffusers' LatentConsistencyModelPipeline (fp32 on the
-CPU, fp16 on CUDA) and, with --optimum-python, optimum-intel's OpenVINO LCM pipeline (benchmarks/optimum_peer.py, in
+CPU, fp16 on CUDA) and, with --optimum-python, optimum-intel's OpenVINO LCM pipeline (benchmarks.optimum_peer, in
 its own venv, same threads). Times are medians of --repeats runs after --warmup runs, in rounds that run every
 pipeline 10 times back to back (ratios hold on a shared machine; optimum-intel runs apart, in its own process).
 Target lines: the CPU default (openvino) >= 3x diffusers and >= 1.2x optimum-intel at batch 1, 1 step; >= 1.1x
@@ -21,7 +21,6 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,16 +30,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engines import load_pipeline
+from engines.load_options import LoadOptions
+from engines.loader import load_pipeline
 from engines.tensorrt_env import missing_requirements
 from engines.threads import physical_cores
 from scott.decoder import TINY_SUBFOLDER
 from scott.models import load_model
 from scott.pipeline import ImageRequest, TextToImagePipeline
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"  # the shipped model
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "scott-tiny"  # the shipped model
 GUIDANCE = 8.0
 # (peer, batch, steps, speedup the CPU default must reach over it)
 TARGETS = (("diffusers", 1, 1, 3.0), ("optimum-intel", 1, 1, 1.2), ("optimum-intel", 8, 4, 1.1))
@@ -146,14 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[yellow]tensorrt skipped: {'; '.join(missing_requirements(device))}[/yellow]")
             continue
         for decoder in decoders:
-            pipeline = load_pipeline(
-                model_dir,
-                backend=backend,
-                device=args.device,
-                precision=precision or "auto",
-                threads=threads,
-                decoder=decoder,
-            )
+            options = LoadOptions(backend, args.device, precision or "auto", threads=threads, decoder=decoder)
+            pipeline = load_pipeline(model_dir, options)
             suffix = " tiny" if decoder == "tiny" else ""
             pipelines[f"{backend} {pipeline.backend.precision}{suffix}"] = pipeline
     size = args.size or next(iter(pipelines.values())).info.default_size
@@ -204,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                 e2e[name][(b, s)] = ms
 
     if args.optimum_python:
-        script = Path(__file__).with_name("optimum_peer.py")
-        command = [str(args.optimum_python), str(script), "--model", str(model_dir)]
+        # From the repo root, where `-m benchmarks.optimum_peer` finds the package: the model path goes absolute.
+        command = [str(args.optimum_python), "-m", "benchmarks.optimum_peer", "--model", str(model_dir.resolve())]
         command += ["--batches", args.batches, "--steps", args.steps, "--size", str(size), "--threads", str(threads)]
         command += ["--guidance", str(GUIDANCE), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-        run = subprocess.run(command, capture_output=True, text=True)
+        run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if run.returncode != 0:
             raise SystemExit(f"optimum-intel peer failed:\n{run.stderr[-4000:]}")
         peer = json.loads(run.stdout)

@@ -1,0 +1,1 @@
+"""HTTP routes: each module validates a request and hands it to the shared generation path (server.generation)."""
