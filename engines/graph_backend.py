@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 
-from engines.onnx_export import OnnxExport
+from engines.load_options import LoadOptions
+from engines.onnx_export import OnnxExport, resolve_onnx_dir
 from engines.shapes import TEXT_ENCODER, UNET, VAE_DECODER, NetworkSpec
+from scott.decoder import resolve_decoder
+from scott.pipeline import TextToImagePipeline
 
 TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64, "float16": torch.float16}
 
@@ -86,3 +92,18 @@ class ExportedGraphBackend:
     def synchronize(self) -> None:
         # Both runtimes return once the outputs are written.
         return None
+
+
+def load_exported_pipeline(
+    model_dir: str | Path,
+    options: LoadOptions,
+    backend_over: Callable[[Path], ExportedGraphBackend],
+    log: Callable[[str], None] | None = None,
+    onnx_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> TextToImagePipeline:
+    """A pipeline whose networks run from the model's ONNX export (found or made by
+    engines.onnx_export.resolve_onnx_dir for the options' decoder) on the backend `backend_over` makes of its folder."""
+    decoder = resolve_decoder(model_dir, options.decoder)  # before any export: a decoder that does not fit fails now
+    backend = backend_over(resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log, decoder=decoder))
+    return TextToImagePipeline.over_folder(backend, model_dir, backend.export.info(name=Path(model_dir).name))

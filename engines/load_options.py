@@ -6,7 +6,7 @@ compile or engine build. Importing this module is cheap (no torch): the CLI and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from scott.precision import Precision
 
@@ -36,7 +36,7 @@ class LoadOptions:
     threads: int | None = None
     vae_precision: Precision | None = None
     compile: bool = False
-    decoder: str = field(default="full")
+    decoder: str = "full"
 
     def __post_init__(self) -> None:
         # Accept names as well as members; frozen, so set through object.__setattr__.
@@ -45,8 +45,6 @@ class LoadOptions:
             object.__setattr__(self, "vae_precision", Precision.parse(self.vae_precision))
         if self.backend is not None and self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
         if self.vae_precision is not None and self.vae_precision not in VAE_PRECISIONS:
             raise ValueError(f"vae_precision must be f32 or f16, got {self.vae_precision.value!r}")
         if self.backend is not None:  # the rest depends on the backend: checked again once the default is picked

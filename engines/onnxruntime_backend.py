@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend
+from engines.graph_backend import TORCH_DTYPES, ExportedGraphBackend, load_exported_pipeline
 from engines.load_options import LoadOptions
-from engines.onnx_export import OnnxExport, resolve_onnx_dir
+from engines.onnx_export import OnnxExport
 from engines.shapes import NETWORKS
 from engines.threads import physical_cores
-from scott.decoder import resolve_decoder
 from scott.pipeline import TextToImagePipeline
+from scott.precision import Precision
 
 
 def session_options(threads: int | None = None) -> Any:
@@ -62,7 +62,7 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
     """Text encoder, UNet and VAE decoder of one ONNX export, as ORT sessions on one device."""
 
     name = "onnx"
-    precision = "f32"  # the export's fp32 graphs
+    precision = Precision.F32  # the export's f32 graphs
 
     def __init__(self, onnx_dir: str | Path, device: torch.device | str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -125,9 +125,10 @@ def load_onnx_pipeline(
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
 ) -> TextToImagePipeline:
-    """A pipeline over the model's ONNX export; where the export comes from: engines.onnx_export.resolve_onnx_dir."""
+    """A pipeline over the model's ONNX export, run by ONNX Runtime; the weights are never loaded into torch."""
     options = options or LoadOptions(backend="onnx")
-    decoder = resolve_decoder(model_dir, options.decoder)
-    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log, decoder=decoder)
-    backend = OnnxRuntimeBackend(root, torch.device(options.device or "cpu"), threads=options.threads)
-    return TextToImagePipeline.over_folder(backend, model_dir, backend.export.info(name=Path(model_dir).name))
+
+    def backend_over(root: Path) -> OnnxRuntimeBackend:
+        return OnnxRuntimeBackend(root, torch.device(options.device or "cpu"), threads=options.threads)
+
+    return load_exported_pipeline(model_dir, options, backend_over, log, onnx_dir, cache_dir)

@@ -14,12 +14,11 @@ from typing import Any
 
 import torch
 
-from engines.graph_backend import ExportedGraphBackend
+from engines.graph_backend import ExportedGraphBackend, load_exported_pipeline
 from engines.load_options import LoadOptions
-from engines.onnx_export import OnnxExport, default_cache_dir, resolve_onnx_dir
+from engines.onnx_export import OnnxExport, default_cache_dir
 from engines.shapes import NETWORKS
 from engines.threads import physical_cores
-from scott.decoder import resolve_decoder
 from scott.pipeline import TextToImagePipeline
 from scott.precision import Precision
 
@@ -106,11 +105,12 @@ def load_openvino_pipeline(
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
 ) -> TextToImagePipeline:
-    """A pipeline over the model's ONNX export (engines.onnx_export.resolve_onnx_dir), compiled by OpenVINO."""
+    """A pipeline over the model's ONNX export, compiled by OpenVINO (its blobs cached under cache_dir)."""
     options = options or LoadOptions(backend="openvino")
-    decoder = resolve_decoder(model_dir, options.decoder)
-    root = resolve_onnx_dir(model_dir, onnx_dir, cache_dir, log=log, decoder=decoder)
-    backend = OpenVinoBackend(
-        root, options.device or "cpu", precision=options.precision, threads=options.threads, cache_dir=cache_dir
-    )
-    return TextToImagePipeline.over_folder(backend, model_dir, backend.export.info(name=Path(model_dir).name))
+
+    def backend_over(root: Path) -> OpenVinoBackend:
+        return OpenVinoBackend(
+            root, options.device or "cpu", precision=options.precision, threads=options.threads, cache_dir=cache_dir
+        )
+
+    return load_exported_pipeline(model_dir, options, backend_over, log, onnx_dir, cache_dir)

@@ -8,7 +8,6 @@ tuple of ints (fixed) and names (dynamic axes): "batch", "height"/"width" (laten
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -153,21 +152,6 @@ class Profile:
             if input_name == name:
                 return len(shape) == len(lo) and all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True))
         return False
-
-
-_SIZE = re.compile(r"^\s*(\d{1,5})\s*(?:[xX]\s*(\d{1,5})\s*)?$")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x384' (width x height) or '512' (square) -> (width, height): the one size grammar of every command.
-
-    A parsed size may still be one the model cannot make; ModelInfo.check_size says so.
-    """
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"size must look like WIDTHxHEIGHT or SIDE, e.g. 512x384 or 512; got {text!r}")
-    width = int(match.group(1))
-    return width, int(match.group(2) or width)
 
 
 MAX_TENSOR_ELEMENTS = 2**31 - 1  # TensorRT's limit on one tensor's volume

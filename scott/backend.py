@@ -8,6 +8,7 @@ import torch
 
 from scott.decoder import latent_scaling
 from scott.models import ModelBundle
+from scott.precision import Precision
 
 
 class DiffusionBackend(Protocol):
@@ -15,7 +16,7 @@ class DiffusionBackend(Protocol):
 
     name: str
     device: torch.device
-    precision: str  # what the networks compute in: f32 | bf16 | f16
+    precision: str  # a Precision (f32 | bf16 | f16) the networks compute in; TensorRT may add "f16, vae f32"
     # Compiles or captures its work per input shape (CUDA graphs, static-shape compilation): a server warms every
     # batch size up front so no live request pays for it.
     per_shape: bool
@@ -65,8 +66,8 @@ class ModuleBackend:
         self._vae_call = self._vae_forward
 
     @property
-    def precision(self) -> str:
-        return {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}[self.dtype]
+    def precision(self) -> Precision:
+        return Precision.of_dtype(self.dtype)
 
     def _text_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.text_encoder(input_ids).last_hidden_state.to(torch.float32)

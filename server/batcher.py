@@ -9,6 +9,9 @@ next batch starts as soon as a job is queued (a lone client never pays max_wait_
 several requests, the batcher waits up to max_wait_s again (closed-loop clients that just got their images
 come back within a few ms, and waiting gathers them into one batch instead of a 1 + N-1 split).
 Cancelled and expired jobs are dropped before they reach a batch, so they never cost compute.
+
+The batcher reads the time only from its clock (time.monotonic unless a test passes another); the deadlines and
+arrival times of its jobs are on that clock.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ class Job:
     """
 
     requests: Sequence[ImageRequest]
-    deadline: float  # time.monotonic() seconds
-    arrived: float = field(default_factory=time.monotonic)
+    deadline: float  # seconds on the batcher's clock (time.monotonic())
+    arrived: float = field(default_factory=time.monotonic)  # on the same clock
     future: Future[JobResult] = field(default_factory=Future)
     started: float | None = None  # when its first image was taken into a batch
     taken: int = 0  # images handed to the worker so far
@@ -107,21 +110,36 @@ DropHook = Callable[[Job, str], None]
 class Batcher:
     """Thread-safe: routes call submit/cancel from the event loop, one worker thread calls next_batch."""
 
-    def __init__(self, max_batch_size: int, max_wait_s: float, max_queue: int, on_drop: DropHook | None = None):
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_wait_s: float,
+        max_queue: int,
+        on_drop: DropHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if max_batch_size < 1 or max_queue < 1 or max_wait_s < 0:
             raise ValueError("need max_batch_size >= 1, max_queue >= 1, max_wait_s >= 0")
         self.max_batch_size, self.max_wait_s, self.max_queue = max_batch_size, max_wait_s, max_queue
         self._on_drop = on_drop
+        self._clock = clock  # a wait for company blocks (due - now) real seconds at most, then reads it again
         self._jobs: deque[Job] = deque()
         self._queued = 0  # images in self._jobs not yet taken
         self._closed = False
         self._last_batch_jobs = 0  # requests in the last batch; 0 or 1: no sign of concurrency, so no waiting
+        self._waiting_idle = False  # next_batch is blocked with nothing queued
         self._cond = threading.Condition()
 
     @property
     def depth(self) -> int:
         """Images admitted and waiting for a batch."""
         return self._queued
+
+    @property
+    def idle(self) -> bool:
+        """The worker waits in next_batch with nothing queued: every batch it took has run."""
+        with self._cond:
+            return self._waiting_idle and not self._jobs
 
     def submit(self, job: Job) -> None:
         with self._cond:
@@ -154,7 +172,7 @@ class Batcher:
         with self._cond:
             while True:
                 self._drop_dead()
-                now = time.monotonic()
+                now = self._clock()
                 wait: float | None = None
                 if self._jobs:
                     head = self._jobs[0]
@@ -164,7 +182,9 @@ class Batcher:
                     wait = due - now
                 elif self._closed:
                     return None
+                self._waiting_idle = not self._jobs
                 self._cond.wait(wait)
+                self._waiting_idle = False
 
     # -- internals (caller holds the lock) -------------------------------------------------------
 
@@ -196,7 +216,7 @@ class Batcher:
             self._on_drop(job, reason)
 
     def _drop_dead(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for job in list(self._jobs):
             if job.cancelled:
                 self._remove(job, "cancelled")

@@ -32,8 +32,8 @@ class Preset(StrEnum):
 
 
 def _sizes(texts: Sequence[str], flag: str) -> list[tuple[int, int]]:
-    """Sizes in the one grammar of every command (engines.shapes.parse_size); a bad one is a usage error."""
-    from engines.shapes import parse_size
+    """Sizes in the one grammar of every command (server.params.parse_size); a bad one is a usage error."""
+    from server.params import parse_size
 
     try:
         return [parse_size(text) for text in texts]

@@ -11,6 +11,21 @@ from scott.pipeline import ImageRequest, ModelInfo
 from server.errors import ApiError
 from server.limits import MAX_SEED, NOT_BLANK
 
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*(?:[xX]\s*(\d{1,5})\s*)?$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x384' (width x height) or '512' (square) -> (width, height): the one size grammar of every
+    command and of the OpenAI `size` field.
+
+    A parsed size may still be one the model cannot make; ModelInfo.check_size says so.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"size must look like WIDTHxHEIGHT or SIDE, e.g. 512x384 or 512; got {text!r}")
+    width = int(match.group(1))
+    return width, int(match.group(2) or width)
+
 
 @dataclass(frozen=True)
 class ImageRequests:

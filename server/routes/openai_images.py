@@ -6,10 +6,10 @@ import time
 
 from fastapi import APIRouter, Request
 
-from engines.shapes import parse_size
 from server.cancellation import with_cancellation
 from server.errors import ApiError, documented
 from server.generation import generate_images
+from server.params import parse_size
 from server.schemas import (
     OpenAIImage,
     OpenAIImageRequest,
