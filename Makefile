@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= models/scott-tiny
 
-.PHONY: venv embedded-model tiny-decoder serve test lint fmt bench optimum-venv clean
+.PHONY: venv embedded-model tiny-decoder serve test test-fast lint fmt bench optimum-venv clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,14 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests --ignore=tests/test_openvino_backend.py
 	$(BIN)/python -m pytest -q tests/test_openvino_backend.py
+
+# A quick run while developing: the same two processes without the tests marked docker (builds and runs the images),
+# browser (headless Chromium) or slow (training, compiling); the markers are listed in pyproject.toml. `make test`
+# (CI) runs everything. Another selection: make test-fast FAST='not docker'.
+FAST ?= not docker and not browser and not slow
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests --ignore=tests/test_openvino_backend.py -m '$(FAST)'
+	$(BIN)/python -m pytest -q tests/test_openvino_backend.py -m '$(FAST)'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -35,10 +35,9 @@ def live_server(tiny_model_dir: Path) -> Iterator:
     CPU default, openvino, is served over HTTP in tests/test_openvino_backend.py and by the `scott serve`
     subprocesses of tests/test_server_shutdown.py and the load tests.
     """
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     settings = ServerSettings(model_dir=tiny_model_dir, backend="torch", device="cpu", max_batch_size=8, max_wait_ms=20)
     with BackgroundServer(create_app(settings)) as server:
@@ -51,10 +50,9 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"  #
 @pytest.fixture(scope="session")
 def shipped_server() -> Iterator:
     """The real app serving the committed model (models/scott-tiny, its serving.json included) on torch."""
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     if not (SHIPPED_MODEL / "model_index.json").is_file():
         pytest.skip(f"no committed model at {SHIPPED_MODEL} (make embedded-model)")

@@ -10,20 +10,19 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from test_deploy_support import (
+
+from tests.support.deploy import (
     ROOT,
     UNPINNED_TAGS,
+    compose_cli,
     image_tag,
     parse_duration_s,
-    require_tool,
-    run,
     settings_from_env,
     shutdown_bound_s,
     unknown_env,
@@ -34,15 +33,6 @@ CPU = ("docker-compose.yml", "docker-compose.cpu.yml")
 STACKS = {"gpu": GPU, "cpu": CPU}
 CACHE_DIR = "/var/cache/scott"
 DRAIN_MARGIN_S = 10.0  # the last batch, PNG encoding and process exit, after the bound of the drain
-
-
-@functools.cache
-def compose_cli() -> tuple[str, ...]:
-    """`docker compose` (v2 plugin) if present, else `docker-compose` (v1, Debian's; .ci/run installs it)."""
-    docker = run(["docker", "compose", "version"]) if shutil.which("docker") else None
-    if docker is not None and docker.returncode == 0:
-        return ("docker", "compose")
-    return (require_tool("docker-compose", installed_by_ci=True, hint="apt-get install docker-compose"),)
 
 
 @functools.cache

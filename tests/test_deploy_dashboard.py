@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from test_deploy_support import ROOT, TARGET_LABELS, exported_series
+
+from tests.support.deploy import ROOT, TARGET_LABELS, exported_series
 
 promql = pytest.importorskip("promql_parser", reason="the dev extra installs promql-parser")
 

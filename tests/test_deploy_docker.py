@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 import pytest
-from test_deploy_support import (
+
+from tests.support.deploy import (
     ROOT,
     UNPINNED_TAGS,
     image_tag,
@@ -270,10 +271,9 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
 
 
 def test_healthcheck_fails_when_the_model_failed_to_load(tmp_path: Path) -> None:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     settings = ServerSettings(model_dir=tmp_path / "no-model", device="cpu")
     with BackgroundServer(create_app(settings), wait_ready=False) as server:

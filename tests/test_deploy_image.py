@@ -2,8 +2,8 @@
 
 Where a Docker engine can be had (one answers, or root on Linux starts Debian's docker.io; else this skips naming
 what is missing): `docker build --target cpu .` with the registry images swapped through build arguments for local
-stand-ins (tests/docker_engine.py), then the image run as `docker run` runs it (health check, a real PNG, the cache
-volume, SIGTERM's drain, a second start on the same volume), then `docker-compose -f docker-compose.yml -f
+stand-ins (tests/support/docker_engine.py), then the image run as `docker run` runs it (health check, a real PNG, the
+cache volume, SIGTERM's drain, a second start on the same volume), then `docker-compose -f docker-compose.yml -f
 docker-compose.cpu.yml up` with Prometheus scraping the server. The numbers (build, size, starts) print at the end.
 """
 
@@ -21,13 +21,18 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from docker_engine import Engine, base_image, prometheus_image, start_engine, torch_index
-from test_deploy_compose import compose_cli
-from test_deploy_support import ROOT
 
+from engines.load_options import DEFAULT_MAX_BATCH_SIZE
 from loadtests.server_process import free_port
+from tests.support.deploy import ROOT, compose_cli
+from tests.support.docker_engine import Engine, base_image, prometheus_image, start_engine, torch_index
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(2400)  # a cold build downloads the package's dependencies
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,  # builds the image (minutes), then starts it three times
+    pytest.mark.timeout(2400),  # a cold build downloads the package's dependencies
+]
 
 IMAGE = "scott-serve:0.1.0-cpu"  # what `make image-cpu` and docker-compose.cpu.yml name it
 CACHE_DIR = "/var/cache/scott"
@@ -160,6 +165,16 @@ def generate(url: str, **body: object) -> dict:
     return response.json()
 
 
+def server_metrics(url: str) -> dict[str, float]:
+    """The server's own /metrics, sample name (with its labels) -> value."""
+    values: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 @pytest.fixture(scope="module")
 def network(engine: Engine) -> Iterator[str]:
     """A user-defined network: `-p` needs one where the engine runs without its default bridge."""
@@ -244,19 +259,33 @@ def test_caches_go_to_the_volume_and_nothing_is_re_exported(first: Container) ->
 
 def test_stop_drains_in_flight_requests_and_exits_zero(engine: Engine, first: Container) -> None:
     results: list[tuple[int, float]] = []
+    per_request = 8
 
     def request() -> None:
         # 8 x 8 images at 4 steps, of the one size the embedded model serves (64, its serving.json): a second or
-        # more of work, so some is still running at SIGTERM (3 x 4 images all finished within the 0.3 s below
-        # once), and exactly the 64-image queue.
-        body = {"prompt": "a blue square", "seed": 2, "steps": 4, "num_images": 8, "width": 64, "height": 64}
+        # more of work, so some is still running at SIGTERM (3 x 4 images once all finished within 0.3 s), and
+        # exactly the 64-image queue.
+        body = {"prompt": "a blue square", "seed": 2, "steps": 4, "num_images": per_request, "width": 64, "height": 64}
         response = httpx.post(f"{first.url}/generate", json=body, timeout=120)
         results.append((response.status_code, time.monotonic()))
 
+    generated_before = server_metrics(first.url)["scott_images_generated_total"]
     threads = [threading.Thread(target=request) for _ in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)  # admitted: the server has them before SIGTERM
+
+    def all_admitted() -> bool:
+        """Every request is admitted before SIGTERM (the image drains with drain_seconds 0: a later one gets 503).
+
+        An admitted image is queued, generated, or in the one batch running (up to max_batch_size images, the
+        image's default); while images are queued the worker is running a batch (none waits for company after a
+        batch of one request)."""
+        values = server_metrics(first.url)
+        queued, generated = values["scott_queue_depth"], values["scott_images_generated_total"] - generated_before
+        total = per_request * len(threads)
+        return queued + generated >= total or (queued > 0 and queued + generated >= total - DEFAULT_MAX_BATCH_SIZE)
+
+    wait_until(all_admitted, 60, "the server to have admitted all 8 requests", interval_s=0.02)
     stop_sent = time.monotonic()
     engine.run("stop", "-t", str(STOP_GRACE_S), first.name, timeout=STOP_GRACE_S + 30)
     stop_s = time.monotonic() - stop_sent

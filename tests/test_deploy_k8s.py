@@ -14,7 +14,8 @@ import httpx
 import jsonschema
 import pytest
 import yaml
-from test_deploy_support import (
+
+from tests.support.deploy import (
     ROOT,
     exported_series,
     require_tool,

@@ -18,6 +18,8 @@ from scott.distill.student import build_student
 from scott.distill.trainer import parameter_digest
 from scott.models import build_model, load_model, save_model
 
+pytestmark = pytest.mark.slow  # three training runs (one of two processes): about 20 s each on 2 cores
+
 FAST = {"cpu_threads": 1, "progress": False, "checkpoint_every": 0, "data": "procedural:8", "batch_size": 8}
 
 

@@ -67,6 +67,7 @@ def test_images_follow_held_out_prompts(pipelines, steps: int, decoder: str) -> 
     assert metrics["accuracy_position"] >= 0.8, metrics
 
 
+@pytest.mark.slow  # 96 images and the classifier, per step count: about 25 s each on 2 cores
 @pytest.mark.parametrize("steps", [1, 2])
 def test_colour_follows_the_prompt_on_every_background(pipelines, steps: int) -> None:
     # 24 held-out captions on each background of the data x 4 seeds (benchmarks/colour_by_background.py's set).

@@ -78,10 +78,9 @@ def test_rejected_requests_count_as_failures(live_server, tmp_path: Path) -> Non
 
 
 def test_a_server_with_api_keys_is_loaded_with_the_key(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     settings = ServerSettings(model_dir=tiny_model_dir, backend="torch", device="cpu", api_keys="load-key-0123456789")
     for name in ("keyless", "keyed"):
@@ -96,6 +95,7 @@ def test_a_server_with_api_keys_is_loaded_with_the_key(tiny_model_dir: Path, tmp
     assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
 
 
+@pytest.mark.slow  # a real ramp against its own `scott serve`: about 20 s
 def test_runner_ramps_against_its_own_server_and_stops_it(tiny_model_dir: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "loadtests.run", "--model", str(tiny_model_dir), "--reports", str(tmp_path)]
     command += ["--users", "2", "--ramp-up", "1", "--ramp-hold", "3", "--image-steps", "1", "--slo-p95-ms", "60000"]

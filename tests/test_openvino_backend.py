@@ -159,11 +159,11 @@ def test_scott_serve_on_openvino_answers_over_http_with_the_backends_own_image(c
     import base64
 
     import httpx
-    from background_server import BackgroundServer
 
     from server.app import create_app
     from server.images import encode_png
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     monkeypatch.setenv("SCOTT_CACHE_DIR", str(cache_dir))
     settings = ServerSettings(model_dir=SHIPPED, backend="openvino", precision="f32", max_batch_size=2)

@@ -93,6 +93,7 @@ def fill(driver: webdriver.Chrome, control: str, value: str) -> None:
     element.send_keys(value)
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_generate_shows_the_images_with_their_seeds_and_timings(browser: webdriver.Chrome, live_server) -> None:
     open_playground(browser, live_server.url)
@@ -125,6 +126,7 @@ def test_generate_shows_the_images_with_their_seeds_and_timings(browser: webdriv
     assert not browser.find_element(By.ID, "error").is_displayed()
 
 
+@pytest.mark.browser
 @needs_chromium
 @pytest.mark.parametrize(
     ("control", "value", "body"),
@@ -155,12 +157,12 @@ def test_the_server_error_is_shown_and_its_field_marked(
     assert browser.find_element(By.ID, control).get_attribute("aria-invalid") is None
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_on_a_server_with_keys_the_page_asks_for_one_and_sends_it(browser: webdriver.Chrome, tiny_pipeline) -> None:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     key = "playground-key-0123456789"
     with BackgroundServer(create_app(ServerSettings(api_keys=key, warmup=False), pipeline=tiny_pipeline)) as server:
@@ -178,6 +180,7 @@ def test_on_a_server_with_keys_the_page_asks_for_one_and_sends_it(browser: webdr
         assert not browser.find_element(By.ID, "error").is_displayed()
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_the_models_examples_are_offered_and_fill_in_the_prompt(browser: webdriver.Chrome, shipped_server) -> None:
     examples = httpx.get(shipped_server.url + "/info").json()["examples"]
@@ -197,6 +200,7 @@ def test_the_models_examples_are_offered_and_fill_in_the_prompt(browser: webdriv
     assert "64×64" in browser.find_element(By.ID, "summary").text
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_a_model_without_examples_shows_none(browser: webdriver.Chrome, live_server) -> None:
     open_playground(browser, live_server.url)

@@ -54,6 +54,7 @@ def test_variants_are_methods_and_ablation_points_at_every_seed():
         quality_variants.build_variants(base, ["vanilla"], [0], {})
 
 
+@pytest.mark.slow  # four distillations: about two minutes on 2 cores
 def test_benchmark_runs_then_resumes(teacher, tmp_path):
     work = tmp_path / "quality"
     report = quality.main(_argv(teacher, work, "--jobs", "2"))  # both distillations side by side, logs to files

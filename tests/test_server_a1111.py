@@ -188,10 +188,9 @@ def test_txt2img_is_timed_on_metrics(live_server) -> None:
 
 @pytest.fixture(scope="module")
 def keyed_server(tiny_pipeline) -> Iterator:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     with BackgroundServer(create_app(ServerSettings(api_keys=KEY, warmup=False), pipeline=tiny_pipeline)) as server:
         yield server

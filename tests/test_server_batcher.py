@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -12,11 +12,34 @@ import pytest
 from scott.pipeline import GenerationOutput, ImageRequest, StageTimings
 from server.batcher import Batcher, DeadlineExceeded, Job, QueueClosed, QueueFull
 from server.worker import InferenceWorker
+from tests.support.waiting import wait_until
 
 
-def job(n: int = 1, seed: int = 0, steps: int = 4, size: int = 64, prompt: str = "p", timeout: float = 60.0) -> Job:
+def job(
+    n: int = 1,
+    seed: int = 0,
+    steps: int = 4,
+    size: int = 64,
+    prompt: str = "p",
+    timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Job:
     requests = [ImageRequest(prompt, seed + i, steps, 8.0, 0.3, size, size) for i in range(n)]
-    return Job(requests, deadline=time.monotonic() + timeout)
+    now = clock()
+    return Job(requests, deadline=now + timeout, arrived=now)
+
+
+class FakeClock:
+    """A batcher's clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def fake_generate(requests: Sequence[ImageRequest]) -> GenerationOutput:
@@ -153,16 +176,20 @@ def test_cancelled_jobs_are_dropped_before_batching() -> None:
 
 
 def test_expired_jobs_are_dropped_with_deadline_exceeded() -> None:
+    clock = FakeClock()
     dropped: list[str] = []
-    batcher = Batcher(max_batch_size=8, max_wait_s=0.0, max_queue=64, on_drop=lambda j, r: dropped.append(r))
-    stale, fresh = job(timeout=0.01), job(timeout=60)
+    batcher = Batcher(
+        max_batch_size=8, max_wait_s=0.0, max_queue=64, on_drop=lambda j, r: dropped.append(r), clock=clock
+    )
+    stale, fresh = job(timeout=0.01, clock=clock), job(timeout=60, clock=clock)
     batcher.submit(stale)
     batcher.submit(fresh)
-    time.sleep(0.03)
+    clock.advance(0.03)  # past the stale job's deadline, long before the fresh one's
     assert batcher.next_batch() == [(fresh, 0)]
     assert dropped == ["expired"]
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceeded, match=r"after 0\.030s in the queue"):
         stale.future.result(timeout=0)
+    assert fresh.queue_s == pytest.approx(0.03)  # taken at the clock's time
 
 
 def test_close_drains_without_waiting_then_ends() -> None:
@@ -208,6 +235,21 @@ def test_a_failed_batch_fails_its_jobs_and_the_worker_goes_on() -> None:
     good = job(seed=7)
     batcher.submit(good)
     assert int(good.future.result(timeout=5).images[0][0, 0, 0]) == 7
+    assert worker.stop(timeout=5)
+
+
+def test_idle_means_the_worker_waits_with_nothing_queued_and_every_batch_run() -> None:
+    batcher = Batcher(max_batch_size=2, max_wait_s=0.0, max_queue=64)
+    assert not batcher.idle  # no worker waits yet
+    sizes: list[int] = []
+    worker = InferenceWorker(fake_generate, batcher, on_batch=lambda size, timings: sizes.append(size))
+    worker.start()
+    wait_until(lambda: batcher.idle, 5, "the worker waiting on an empty queue")
+    jobs = [job(seed=i) for i in range(3)]
+    for j in jobs:
+        batcher.submit(j)
+    wait_until(lambda: batcher.idle, 5, "the worker idle again")
+    assert all(j.future.done() for j in jobs) and sum(sizes) == 3
     assert worker.stop(timeout=5)
 
 

@@ -10,14 +10,14 @@ import asyncio
 import json
 import socket
 import threading
-import time
 
 import httpx
 import pytest
-from background_server import BackgroundServer
 
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.support.background_server import BackgroundServer
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +40,13 @@ def metric(url: str, name: str) -> float:
     raise AssertionError(f"{name} missing")
 
 
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+def refuses_connections(port: int) -> bool:
+    """The listener is closed: uvicorn's shutdown has begun."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def hold_worker(server: BackgroundServer, gated, n: int = 1) -> threading.Thread:
@@ -121,12 +122,13 @@ def test_a_disconnected_client_is_dropped_before_it_costs_compute(server, gated)
     head = f"POST /generate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(head.encode() + b"\r\n\r\n" + body)
-        wait_for(lambda: metric(url, "scott_queue_depth") == 4)  # admitted and waiting
+        wait_until(lambda: metric(url, "scott_queue_depth") == 4, 10, "the 4 images admitted and waiting")
     # The client has closed its connection.
-    wait_for(lambda: metric(url, 'scott_dropped_jobs_total{reason="disconnected"}') == 1)
+    wait_until(lambda: metric(url, 'scott_dropped_jobs_total{reason="disconnected"}') == 1, 10, "the job dropped")
     assert metric(url, "scott_queue_depth") == 0
     release(gated, occupant)
-    time.sleep(0.2)  # give a wrongly kept job the chance to run
+    # A wrongly kept job would run next: once the worker waits on an empty queue, whatever it took has run.
+    wait_until(lambda: server.app.state.service.batcher.idle, 10, "the worker idle on an empty queue")
     assert metric(url, "scott_images_generated_total") == before + 1
     assert metric(url, 'scott_rejections_total{reason="disconnected"}') == 1
 
@@ -141,10 +143,11 @@ def test_shutdown_finishes_admitted_requests_then_stops_the_worker(gated, tiny_p
         target=lambda: queued.append(httpx.post(server.url + "/generate", json={"prompt": "queued"}, timeout=60))
     )
     waiting.start()
-    wait_for(lambda: app.state.service.batcher.depth == 1)
+    wait_until(lambda: app.state.service.batcher.depth == 1, 10, "the second request queued")
     stopper = threading.Thread(target=server.stop)
     stopper.start()
-    time.sleep(0.2)  # shutdown has begun with both requests still in flight
+    wait_until(lambda: refuses_connections(server.port), 10, "uvicorn's shutdown to close the listener")
+    assert occupant.is_alive() and waiting.is_alive(), "shutdown began with both requests in flight"
     release(gated, occupant)
     waiting.join(60)
     stopper.join(60)

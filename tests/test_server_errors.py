@@ -17,10 +17,9 @@ SMALL = {"prompt": "a red circle", "steps": 1, "width": 32, "height": 32}
 
 
 def test_a_failed_load_says_what_failed_without_the_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     model_dir = tmp_path / "private-folder" / "broken-model"
     model_dir.mkdir(parents=True)
@@ -42,10 +41,9 @@ def test_a_failed_load_says_what_failed_without_the_path(tmp_path: Path, caplog:
 
 
 def test_an_inference_failure_is_a_500_without_the_path(tiny_pipeline, tmp_path: Path, monkeypatch) -> None:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     secret = tmp_path / "private-folder" / "vae.bin"
 
@@ -62,10 +60,9 @@ def test_an_inference_failure_is_a_500_without_the_path(tiny_pipeline, tmp_path:
 
 
 def test_an_unexpected_error_is_a_json_500_without_traceback(tiny_pipeline, monkeypatch) -> None:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     def broken(*args, **kwargs):
         raise KeyError("/home/someone/.secrets/token")

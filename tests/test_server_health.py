@@ -7,10 +7,10 @@ import time
 
 import httpx
 import pytest
-from background_server import BackgroundServer
 
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.support.background_server import BackgroundServer
 
 SERIES = [
     "scott_request_duration_seconds_bucket",

@@ -137,10 +137,9 @@ def test_nan_pixels_are_a_500_counted_on_metrics_never_a_black_png(tiny_pipeline
     with its own error type, /metrics counts it, and the server goes on serving."""
     import threading
 
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     poisoned = threading.Event()
     real_decode = tiny_pipeline.backend.decode

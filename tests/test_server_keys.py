@@ -45,10 +45,9 @@ def log() -> Iterator[Captured]:
 
 @pytest.fixture(scope="module")
 def server(gated_pipeline, tmp_path_factory: pytest.TempPathFactory, log: Captured) -> Iterator:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
     key_file.write_text(f"# the team's keys\n\n{FILE_KEY}  # a comment\n")

@@ -21,10 +21,9 @@ RECEIVE_TIMEOUT_S = 1.0
 
 @pytest.fixture(scope="module")
 def server(tiny_pipeline) -> Iterator:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     settings = ServerSettings(receive_timeout_s=RECEIVE_TIMEOUT_S, max_header_bytes=16 * 1024)
     with BackgroundServer(create_app(settings, pipeline=tiny_pipeline)) as running:

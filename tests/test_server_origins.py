@@ -16,10 +16,9 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-He
 
 @pytest.fixture(scope="module")
 def server(tiny_pipeline) -> Iterator:
-    from background_server import BackgroundServer
-
     from server.app import create_app
     from server.settings import ServerSettings
+    from tests.support.background_server import BackgroundServer
 
     settings = ServerSettings(
         allowed_hosts="scott.example.com,*.internal,127.0.0.1", cors_origins=APP, api_keys=KEY, warmup=False

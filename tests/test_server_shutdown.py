@@ -8,7 +8,6 @@ thread). The last test sends a real SIGTERM to a real `scott serve` process.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -16,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import pytest
 from loadtests.server_process import free_port
 from server.app import DrainingServer, build_server, create_app
 from server.settings import ServerSettings
+from tests.support.waiting import wait_until
 
 SMALL = {"steps": 1, "width": 32, "height": 32}  # the tiny model's cheapest image
 
@@ -51,20 +51,13 @@ def draining_server(settings: ServerSettings, pipeline) -> Iterator[Running]:
     sock.bind(("127.0.0.1", 0))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    wait_for(lambda: server.started, 30, "uvicorn did not start")
+    wait_until(lambda: server.started, 30, "uvicorn to start")
     try:
         yield Running(f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread)
     finally:
         server.should_exit = True
         thread.join(30)
         sock.close()
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
 
 
 def readiness(client: httpx.Client) -> str:
@@ -91,24 +84,24 @@ def test_sigterm_fails_readiness_serves_for_the_drain_delay_then_refuses_new_wor
         ThreadPoolExecutor(4) as pool,
     ):
         service = running.server.service
-        wait_for(lambda: readiness(client) == "ready", 60, "never ready")
+        wait_until(lambda: readiness(client) == "ready", 60, "/readyz to pass")
         gated_pipeline.close()
         running_job = pool.submit(generate, running.url)  # taken by the worker, held at the gate
         assert gated_pipeline.holding.wait(30)
         queued_job = pool.submit(generate, running.url, num_images=2)
-        wait_for(lambda: service.batcher.depth == 2, 10, "second request not queued")
+        wait_until(lambda: service.batcher.depth == 2, 10, "the second request queued")
 
         running.sigterm()
-        wait_for(lambda: client.get("/readyz").status_code == 503, 5, "readiness still passing after SIGTERM")
+        wait_until(lambda: client.get("/readyz").status_code == 503, 5, "readiness to fail after SIGTERM")
         assert client.get("/readyz").json()["status"] == "draining"
         ready = client.get("/v2/health/ready")
         assert ready.status_code == 503 and ready.json() == {"ready": False}
         assert client.get("/healthz").status_code == 200  # live: an orchestrator must not kill a draining server
         assert "scott_ready 0.0" in client.get("/metrics").text
         during_delay = pool.submit(generate, running.url)  # the load balancer may still route here: served
-        wait_for(lambda: service.batcher.depth == 3, 10, "a request during the drain delay was not admitted")
+        wait_until(lambda: service.batcher.depth == 3, 10, "the request sent in the drain delay admitted")
 
-        wait_for(lambda: readiness(client) == "stopping", 10, "the drain delay never ended")
+        wait_until(lambda: readiness(client) == "stopping", 10, "the end of the drain delay")
         late = client.post("/generate", json={"prompt": "too late", **SMALL})
         assert late.status_code == 503 and late.headers["Retry-After"] == "1"
         assert late.json()["error"]["type"] == "shutting_down"
@@ -133,7 +126,7 @@ def test_a_signal_while_loading_stops_without_ever_becoming_ready(gated_pipeline
         service = running.server.service
         assert gated_pipeline.holding.wait(30)
         running.sigterm()
-        wait_for(lambda: service.state == "stopping", 5, "shutdown did not begin")
+        wait_until(lambda: service.state == "stopping", 5, "shutdown to begin")
         gated_pipeline.gate.set()  # the load finishes after shutdown began: it must not start serving
         running.thread.join(15)  # no drain delay: nothing was being served
         assert not running.thread.is_alive()
@@ -144,7 +137,7 @@ def test_a_signal_while_loading_stops_without_ever_becoming_ready(gated_pipeline
 def test_a_stuck_batch_does_not_hold_shutdown_past_the_drain_timeout(gated_pipeline) -> None:
     settings = ServerSettings(drain_timeout_s=0.5, log_level="critical")
     with draining_server(settings, gated_pipeline) as running, ThreadPoolExecutor(1) as pool:
-        wait_for(lambda: httpx.get(running.url + "/readyz").status_code == 200, 60, "never ready")
+        wait_until(lambda: httpx.get(running.url + "/readyz").status_code == 200, 60, "/readyz to pass")
         gated_pipeline.close()
         stuck = pool.submit(generate, running.url)
         assert gated_pipeline.holding.wait(30)
@@ -154,9 +147,10 @@ def test_a_stuck_batch_does_not_hold_shutdown_past_the_drain_timeout(gated_pipel
         assert not running.thread.is_alive()
         # drain_timeout_s for the request, as long again for uvicorn's graceful wait, then the worker join
         assert time.monotonic() - start < 8
-        # uvicorn cancels the handler after its graceful wait and answers 500 for it (or drops it): never a hang
-        with contextlib.suppress(httpx.TransportError):
-            assert stuck.result(timeout=10).status_code == 500
+        # Never a hang: the handler still waits at the gate when uvicorn's graceful wait ends, so uvicorn cancels it
+        # and, no response having started, answers its own 500 before its event loop ends.
+        response = stuck.result(timeout=10)
+        assert (response.status_code, response.text) == (500, "Internal Server Error")
         gated_pipeline.gate.set()
 
 
@@ -190,9 +184,13 @@ def _drain_scenario(process: subprocess.Popen, url: str, pool: ThreadPoolExecuto
         except httpx.TransportError:
             return False
 
-    wait_for(ready, 120, "scott serve never became ready")
+    wait_until(ready, 120, "scott serve to become ready")
     early = [pool.submit(generate, url, num_images=2) for _ in range(3)]
-    wait_for(lambda: all(f.done() for f in early) or "scott_queue_depth 0.0" not in metrics(url), 10, "no queue")
+
+    def queued_or_done() -> bool:
+        return all(f.done() for f in early) or "scott_queue_depth 0.0" not in metrics(url)
+
+    wait_until(queued_or_done, 10, "the requests queued or done")
     in_flight = sum(not f.done() for f in early)
     process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()

@@ -16,20 +16,21 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from fake_tensorrt import fake_tensorrt
 from onnx import TensorProto, helper
 
 from engines.engine_cache import BuildTarget, EngineCacheError
 from engines.load_options import LoadOptions
 from engines.loader import load_pipeline
 from engines.onnx_export import MANIFEST, MANIFEST_FORMAT, OnnxExport, model_fingerprint
-from engines.shapes import NETWORKS, Profile, build_profiles, parse_size
+from engines.shapes import NETWORKS, Profile, build_profiles
 from engines.tensorrt_build import EngineSet, build_engine_set, build_engines, check_engine_set, plan_engines
 from engines.tensorrt_env import REQUIREMENT, missing_requirements
 from engines.tensorrt_runtime import check_in_profile
 from scott.decoder import TINY_SUBFOLDER, resolve_decoder
 from scott.models import build_model, save_model
 from scott.pipeline import ModelInfo
+from server.params import parse_size
+from tests.support.fake_tensorrt import fake_tensorrt
 
 H100 = BuildTarget("10.7.0", "NVIDIA H100 80GB HBM3", "9.0")
 A100 = BuildTarget("10.7.0", "NVIDIA A100-SXM4-80GB", "8.0")
@@ -266,6 +267,7 @@ def fp32_reference(model_dir):
     return TorchBackend(load_model(model_dir, torch.float32), torch.device("cuda"), torch.float32)
 
 
+@pytest.mark.gpu
 @needs_gpu
 def test_engines_match_pytorch_within_fp16_tolerance(trt_backend, fp32_reference):
     gen = torch.Generator().manual_seed(0)
@@ -290,6 +292,7 @@ def test_engines_match_pytorch_within_fp16_tolerance(trt_backend, fp32_reference
         assert error.mean().item() <= 2e-3 * max(1.0, scale), (name, error.mean().item())
 
 
+@pytest.mark.gpu
 @needs_gpu
 def test_cuda_graph_replay_matches_eager_and_returns_fresh_tensors(trt_backend, model_dir):
     from engines.tensorrt_runtime import TensorRTBackend
@@ -307,6 +310,7 @@ def test_cuda_graph_replay_matches_eager_and_returns_fresh_tensors(trt_backend, 
         trt_backend.decode(torch.zeros(5, 4, 8, 8, device="cuda"))
 
 
+@pytest.mark.gpu
 @needs_gpu
 def test_pipeline_on_tensorrt_matches_torch(trt_backend, model_dir):
     from scott.pipeline import ImageRequest, TextToImagePipeline
@@ -322,7 +326,7 @@ def test_pipeline_on_tensorrt_matches_torch(trt_backend, model_dir):
     assert np.abs(actual - expected).mean() < 3 / 255
 
 
-# -- the builder against TensorRT 10.x and 11.x API surfaces (tests/fake_tensorrt.py) ---------------
+# -- the builder against TensorRT 10.x and 11.x API surfaces (tests/support/fake_tensorrt.py) -------
 
 
 def _build(monkeypatch, trt, tmp_path: Path, name: str, precision: str = "f16", timing: Path | None = None) -> Path:
@@ -430,10 +434,9 @@ def test_each_shape_replays_its_own_graph_on_its_own_context(tmp_path):
     then ran with B's bindings), and all contexts share one scratch buffer."""
     from types import SimpleNamespace
 
-    from fake_tensorrt import FakeEngine, ReplayGraph, fake_runtime
-
     from engines.shapes import ModelDims, network_specs
     from engines.tensorrt_runtime import WARMUP_RUNS, TensorRTEngine
+    from tests.support.fake_tensorrt import FakeEngine, ReplayGraph, fake_runtime
 
     spec = network_specs(ModelDims(77, 128, 4, 2, 64))["vae_decoder"]
     plan = tmp_path / "vae.plan"

@@ -12,7 +12,6 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from background_server import BackgroundServer
 from diffusers import AutoencoderTiny
 
 from engines.load_options import LoadOptions
@@ -24,6 +23,7 @@ from scott.models import build_model, load_model, save_model
 from scott.pipeline import ImageRequest
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.support.background_server import BackgroundServer
 
 
 def requests(steps: int = 1) -> list[ImageRequest]:

@@ -18,6 +18,7 @@ def requests(seeds: list[int]) -> list[ImageRequest]:
     ]
 
 
+@pytest.mark.slow  # compiles two shapes: minutes on 2 cores
 def test_compiled_images_match_eager_alone_and_in_a_batch(tiny_model_dir, tiny_pipeline, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     compiled = load_pipeline(tiny_model_dir, LoadOptions(backend="torch", device="cpu", compile=True))

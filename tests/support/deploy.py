@@ -1,4 +1,4 @@
-"""Helpers shared by the test_deploy_* modules (this module holds no tests).
+"""Helpers shared by the test_deploy_* modules.
 
 What the deployment files must agree with lives in the code, so the helpers read it from there: the server's
 settings (SCOTT_* variables), the metric names the running server exports, and the shutdown timing.
@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.settings import ServerSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Read outside ServerSettings: engines.onnx_export.default_cache_dir (ONNX exports and TensorRT engines).
 EXTRA_ENV = {"SCOTT_CACHE_DIR"}
@@ -45,6 +45,15 @@ def require_tool(name: str, *, installed_by_ci: bool, hint: str) -> str:
 
 def run(argv: list[str], cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@functools.cache
+def compose_cli() -> tuple[str, ...]:
+    """`docker compose` (v2 plugin) if present, else `docker-compose` (v1, Debian's; .ci/run installs it)."""
+    docker = run(["docker", "compose", "version"]) if shutil.which("docker") else None
+    if docker is not None and docker.returncode == 0:
+        return ("docker", "compose")
+    return (require_tool("docker-compose", installed_by_ci=True, hint="apt-get install docker-compose"),)
 
 
 # -- settings ------------------------------------------------------------------------------------------

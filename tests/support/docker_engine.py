@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from test_deploy_support import IN_CI, ROOT
+
+from tests.support.deploy import IN_CI, ROOT
 
 # Flags for an engine this module starts: vfs and no bridge/iptables work inside an unprivileged-overlay container
 # (the CI machines); containers then reach each other on compose's own networks, builds use the host network.
