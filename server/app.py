@@ -22,9 +22,10 @@ from uvicorn.config import STARTUP_FAILURE
 
 from scott.pipeline import TextToImagePipeline
 from server.auth import ApiKeys
+from server.docs import app_with_docs
 from server.errors import install_error_handlers
 from server.metrics import ENDPOINTS, ServerMetrics
-from server.middleware import AllowedHosts, BodySizeLimit, RequestTimer, RequireJson
+from server.middleware import AllowedHosts, BodySizeLimit, HeadAsGet, RequestTimer, RequireJson
 from server.openapi import install_openapi
 from server.protocol import limited_protocol
 from server.routes import a1111, generate, health, openai_images, playground
@@ -54,7 +55,8 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
             await asyncio.to_thread(service.stop)
             await asyncio.to_thread(loader.join, settings.drain_timeout_s)
 
-    app = FastAPI(title="SCott Serve", version="0.1.0", lifespan=lifespan)
+    # No redirect from /generate/ to /generate: Starlette builds its absolute URL from the request's Host header.
+    app = app_with_docs(title="SCott Serve", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
     app.state.service = service
     app.state.settings = settings
     install_error_handlers(app, metrics.reject)
@@ -63,7 +65,9 @@ def create_app(settings: ServerSettings | None = None, pipeline: TextToImagePipe
     routers = (generate.router, openai_images.router, a1111.router, health.router, playground.router)
     for router in routers:
         app.include_router(router)
-    # The last added runs first: host, CORS (a preflight needs no key), key, content type, then the body is read.
+    # The last added runs first: host, CORS (a preflight needs no key), key, content type, then the body is read;
+    # the routes see a HEAD request as its GET.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
     json_routes = [
         r.path for router in routers for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods

@@ -11,12 +11,18 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.docs import is_docs_path
 from server.errors import error_response
 from server.routes.health import PROBE_PATHS
 
-# Open without a key: the probes and /metrics (orchestrators and Prometheus must reach them); the docs and the
-# playground page say nothing about the model (the page asks for a key for its own calls, /info and /generate).
-OPEN_PATHS = PROBE_PATHS | {"/", "/docs", "/openapi.json"}
+# Open without a key: the probes and /metrics (orchestrators and Prometheus must reach them); the docs (/docs,
+# /redoc, the spec, their assets) and the playground page say nothing about the model (the page asks for a key for
+# its own calls, /info and /generate).
+OPEN_PATHS = PROBE_PATHS | {"/"}
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or is_docs_path(path)
 
 
 def _www_authenticate(error: str | None = None) -> dict[str, str]:
@@ -46,7 +52,7 @@ class ApiKeys:
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")

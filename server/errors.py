@@ -14,6 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from server.schemas import ErrorDetail, ErrorResponse, FieldError
 
 _PATHS = re.compile(r"(?:/[^\s/]+)+/([^\s/]+)")  # an absolute path -> its last part
+MAX_LISTED_ERRORS = 10  # of a body with 8,000 unknown keys: ten listed and the count, not an 8,000-item answer
+_SHOWN_CHARS = 100  # of a name the client chose (a field, a path), in a message
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 def without_paths(text: str) -> str:
@@ -27,7 +33,7 @@ _STATUS_HELP = {
     404: "not served here",
     406: "Accept: image/png with more than one image",
     413: "the body is over the server's max_body_bytes",
-    415: "the body is not declared application/json",
+    415: "the body is not declared application/json, or is declared compressed (Content-Encoding)",
     422: "a field out of its limits (the message names it and the limit)",
     429: "at capacity, or the API key has its most requests in flight (Retry-After says when to retry)",
     503: "the model is loading, failed to load, or the server is shutting down",
@@ -77,7 +83,7 @@ def error_response(
 def describe_validation_error(error: Mapping[str, Any]) -> FieldError:
     """A pydantic error -> the field's dotted name and a message that names it (pydantic's text carries the limit)."""
     loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-    field = ".".join(loc) or "body"
+    field = _clip(".".join(loc)) or "body"
     kind, msg = error.get("type", ""), str(error.get("msg", "invalid"))
     if kind == "json_invalid":
         reason = (error.get("ctx") or {}).get("error", "malformed")
@@ -89,16 +95,35 @@ def describe_validation_error(error: Mapping[str, Any]) -> FieldError:
     return FieldError(field=field, message=f"{field}: {msg}")
 
 
+def _unparsable(cause: Exception) -> dict[str, Any]:
+    """A body the JSON parser gave up on for a reason other than its syntax -> a pydantic-style json_invalid error."""
+    if isinstance(cause, RecursionError):
+        reason = "nested too deeply"
+    elif isinstance(cause, UnicodeDecodeError):
+        reason = f"not UTF-8 ({cause.reason} at byte {cause.start})"
+    else:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion", without Python's advice after it
+        reason = str(cause).split(":")[0]
+    return {"type": "json_invalid", "loc": ("body",), "ctx": {"error": reason}}
+
+
+def _invalid(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    """400 for a body that is not JSON, else 422; the first MAX_LISTED_ERRORS listed, and how many there were."""
+    listed = [describe_validation_error(e) for e in errors[:MAX_LISTED_ERRORS]]
+    first = listed[0] if listed else FieldError(field="body", message="invalid request")
+    message = first.message
+    if len(errors) > len(listed):
+        message += f" ({len(errors)} errors in all; the first {len(listed)} are listed)"
+    malformed = any(e.get("type") == "json_invalid" for e in errors[:1])  # a body not parsed has that one error
+    return error_response(400 if malformed else 422, "invalid_request", message, first.field, listed)
+
+
 def install_error_handlers(app: FastAPI, on_reject: Callable[[str], None]) -> None:
     """Route FastAPI's validation errors, HTTP errors and ApiErrors through the one format."""
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [describe_validation_error(e) for e in exc.errors()]
-        first = errors[0] if errors else FieldError(field="body", message="invalid request")
-        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         on_reject("invalid")
-        return error_response(400 if malformed else 422, "invalid_request", first.message, first.field, errors)
+        return _invalid(exc.errors())
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -112,5 +137,16 @@ def install_error_handlers(app: FastAPI, on_reject: Callable[[str], None]) -> No
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, kind, str(exc.detail), headers=exc.headers)
+        # What json.loads raises besides a JSONDecodeError (a 5,000-digit number, bytes that are not UTF-8, nesting
+        # deeper than the parser goes) FastAPI turns into a bare 400 "error parsing the body", chained to the error.
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+            on_reject("invalid")
+            return _invalid([_unparsable(exc.__cause__)])
+        if exc.status_code == 404:
+            message = f"path: {_clip(request.url.path)!r} is not served here"
+            return error_response(404, "not_found", message, "path", headers=exc.headers)
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"method: {request.method} is not allowed on {_clip(request.url.path)!r}; allowed: {allowed}"
+            return error_response(405, "method_not_allowed", message, "method", headers=exc.headers)
+        return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)

@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: JSON bodies only (415), allowed Host headers, a cap on request body bytes (413), metrics.
+"""Pure-ASGI middleware: JSON bodies only (415), allowed Host headers, a cap on request body bytes (413), HEAD as GET,
+metrics.
 
 Pure ASGI rather than BaseHTTPMiddleware so the route can still await http.disconnect on `receive`.
 """
@@ -15,7 +16,8 @@ from server.errors import error_response
 
 
 class RequireJson:
-    """415 for a request body that is not declared application/json (or a +json type), before it is read.
+    """415 for a request body that is not declared application/json (or a +json type), or is declared compressed
+    (Content-Encoding), before it is read.
 
     Every POST route here takes JSON, and a browser sends a cross-site form post (form-urlencoded, multipart,
     text/plain) without asking the server first: refusing those types is what stops a page from making its
@@ -29,18 +31,27 @@ class RequireJson:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Other methods and paths go on to the router's own 405 and 404.
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
-            declared = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+            headers = dict(scope["headers"])
+            declared = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            encoded = headers.get(b"content-encoding", b"identity").strip().lower()
             if declared != b"application/json" and not (
                 declared.startswith(b"application/") and declared.endswith(b"+json")
             ):
-                if self.on_reject is not None:
-                    self.on_reject("unsupported_media_type")
                 shown = declared.decode("latin-1")[:100] or "none"
                 message = f"content-type: the body must be sent as application/json, not {shown}"
-                response = error_response(415, "unsupported_media_type", message, "content-type")
-                await response(scope, receive, send)
+                await self._refuse(message, "content-type", scope, receive, send)
+                return
+            if encoded != b"identity":  # a compressed body would be read as (not UTF-8) JSON
+                shown = encoded.decode("latin-1")[:100]
+                message = f"content-encoding: {shown} is not accepted; send the JSON body uncompressed"
+                await self._refuse(message, "content-encoding", scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _refuse(self, message: str, field: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_reject is not None:
+            self.on_reject("unsupported_media_type")
+        await error_response(415, "unsupported_media_type", message, field)(scope, receive, send)
 
 
 class AllowedHosts:
@@ -122,6 +133,24 @@ class BodySizeLimit:
         # Close the connection: the unread rest of the body must not be parsed as the next request.
         response = error_response(413, "payload_too_large", message, "body", headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+class HeadAsGet:
+    """HEAD is GET without the body (RFC 9110 9.3.2), on every route that answers GET: FastAPI's routes answer only
+    the methods they name, and a monitor's HEAD /healthz was a 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:  # Content-Length stays: the GET body's size
+            await send({**message, "body": b""} if message["type"] == "http.response.body" else message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class RequestTimer:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from server.auth import OPEN_PATHS
+from server.auth import is_open
 from server.params import served_sizes
 from server.service import GenerationService
 
@@ -41,10 +41,10 @@ def sized_openapi(schema: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
 
 
 def require_keys(schema: dict[str, Any]) -> dict[str, Any]:
-    """Mark every operation but the open ones (server.auth.OPEN_PATHS) as needing a Bearer API key."""
+    """Mark every operation but the open ones (server.auth.is_open) as needing a Bearer API key."""
     schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     for path, operations in schema.get("paths", {}).items():
-        if path not in OPEN_PATHS:
+        if not is_open(path):
             for operation in operations.values():
                 operation["security"] = [{"bearer": []}]
     return schema

@@ -11,16 +11,16 @@ from scott.pipeline import ImageRequest, ModelInfo
 from server.errors import ApiError
 from server.limits import MAX_SEED, NOT_BLANK
 
-_SIZE = re.compile(r"^\s*(\d{1,5})\s*(?:[xX]\s*(\d{1,5})\s*)?$")
+_SIZE = re.compile(r"([0-9]{1,5})(?:x([0-9]{1,5}))?")  # ASCII digits, a lowercase x, nothing around them
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """'512x384' (width x height) or '512' (square) -> (width, height): the one size grammar of every
-    command and of the OpenAI `size` field.
+    command and of the OpenAI `size` field. Exactly that: no spaces, no 'X', no digits of other scripts.
 
     A parsed size may still be one the model cannot make; ModelInfo.check_size says so.
     """
-    match = _SIZE.match(text)
+    match = _SIZE.fullmatch(text)
     if not match:
         raise ValueError(f"size must look like WIDTHxHEIGHT or SIDE, e.g. 512x384 or 512; got {text!r}")
     width = int(match.group(1))
@@ -29,9 +29,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ImageRequests:
-    """The n images of one request: image i is `first` with seed first.seed + i.
+    """The n images of one request: image i is `first` with seed (first.seed + i) mod 2**32 (after MAX_SEED: 0).
 
-    So a request for n images makes the same images as n requests for one image each.
+    So a request for n images makes the same images as n requests for one image each, and every seed returned
+    is one a request may send back to make its image alone.
     """
 
     first: ImageRequest
@@ -39,7 +40,7 @@ class ImageRequests:
 
     @property
     def seeds(self) -> list[int]:
-        return [self.first.seed + i for i in range(self.n)]
+        return [(self.first.seed + i) % (MAX_SEED + 1) for i in range(self.n)]
 
     def expand(self) -> list[ImageRequest]:
         return [dataclasses.replace(self.first, seed=seed) for seed in self.seeds]

@@ -1,14 +1,19 @@
 """The HTTP/1.1 protocol `scott serve` runs: uvicorn's httptools protocol with a cap on the request head and a
-deadline for receiving each request, enforced as bytes arrive, before anything reaches the app.
+deadline for receiving each request, enforced as bytes arrive, before anything reaches the app; malformed requests
+answered in the server's error format; and a request still answered after its client half-closes.
 
 uvicorn alone bounds neither: httptools buffers a header of any size (concatenating its pieces, so one 128 MB
-header held the event loop for seconds), and a client that sends a byte a second is never closed.
+header held the event loop for seconds), and a client that sends a byte a second is never closed. It closes a
+connection at the client's EOF, so a client that shuts down its sending side after its request (`nc -N`) was
+counted as gone and got no answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+import socket
+import sys
 from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -16,11 +21,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from server.errors import error_response
 
 LINGER_S = 2.0  # after an early answer, how long the rest of a request is read and discarded before closing
+PEER_CHECK_S = 0.02  # after a client's EOF, how often its socket is checked for the reset of a closed client
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
-    """Answers 431 to a request line plus headers over max_head_bytes and 408 to a request not received within
-    receive_timeout_s of its first byte (or of the connection, for its first request), then closes.
+    """Answers 431 to a request line plus headers over max_head_bytes, 408 to a request not received within
+    receive_timeout_s of its first byte (or of the connection, for its first request) and 400 to one httptools
+    cannot parse, then closes.
 
     Set the limits with `limited_protocol`; uvicorn makes one instance per connection.
     """
@@ -35,6 +43,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None  # of the request being received
         self._refused = False  # answered early and closing: what arrives now is discarded unparsed
+        self._received = False  # the request being answered arrived whole
+        self._peer_check: asyncio.TimerHandle | None = None  # after the client's EOF: has it closed or half-closed?
 
     # -- the connection ---------------------------------------------------------------------------
 
@@ -44,7 +54,40 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._peer_check is not None:
+            self._peer_check.cancel()
         super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        """The client sends nothing more: it closed, or only shut down its sending side after its request.
+
+        TCP cannot tell the two apart until the server writes: a closed socket answers data with a reset. So a
+        request received whole (HTTP/1.1) is answered `100 Continue` (which every HTTP/1.1 client parses) and kept
+        open, half-closed, until its response, after which the connection closes; a reset of the socket meanwhile
+        means the client closed, and it is counted as gone as before (its queued images dropped before they run).
+        EOF with no request, or inside one, or from an HTTP/1.0 client (which takes no 1xx) closes, as uvicorn does.
+        """
+        cycle = self.cycle
+        if self._refused or not self._received or cycle is None or cycle.response_complete:
+            return None
+        if cycle.scope["http_version"] != "1.1":
+            return None
+        cycle.keep_alive = False  # answered, then closed: nothing more can arrive
+        if not cycle.response_started:
+            self.transport.write(CONTINUE)
+            cycle.waiting_for_100_continue = False
+            self._check_peer()
+        return True  # keep the sending side open for the answer
+
+    def _check_peer(self) -> None:
+        self._peer_check = None
+        if self.transport.is_closing() or self.cycle is None or self.cycle.response_started:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self.transport.close()  # reset: the client closed; connection_lost tells the route it is gone
+            return
+        self._peer_check = self.loop.call_later(PEER_CHECK_S, self._check_peer)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -60,7 +103,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # -- parser callbacks -------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._received = True, 0, False
         self._arm()
         super().on_message_begin()
 
@@ -91,6 +134,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._disarm()  # received in time; from here the request's own deadline (504) applies
+        self._received = True
         super().on_message_complete()
 
     # -- limits -----------------------------------------------------------------------------------
@@ -103,6 +147,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what httptools cannot parse (NUL in a header, Content-Length with Transfer-Encoding,
+        two Content-Lengths, an unknown method): text/plain there, the error format here, with httptools' reason."""
+        error = sys.exception()  # called while uvicorn handles the parser's error
+        reason = str(error) if error is not None and str(error) else msg
+        self._refuse(400, "invalid_http", f"request: not valid HTTP/1.1: {reason}", "request", reason="invalid")
 
     def _refuse_head(self) -> None:
         message = f"headers: the request line and headers exceed {self.max_head_bytes} bytes"

@@ -22,6 +22,11 @@ class JsonNumbers(BaseModel):
 
 
 SIZE_HELP = "one of the model's sizes (GET /info: sizes); else 422"
+# server.params.ImageRequests.seeds: the one rule, said in the spec of every field that takes or returns a seed.
+SEED_RULE = (
+    f"image i of a request has seed (seed + i) mod 2^32 (after {MAX_SEED} comes 0), so every seed returned is "
+    "accepted back and, sent alone, makes that image again"
+)
 
 
 def only(value: object, nullable: bool = True) -> WithJsonSchema:
@@ -40,7 +45,9 @@ class SamplingFields(JsonNumbers):
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": NOT_BLANK})
     steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="omitted: a random seed, returned", strict=True)
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description=f"omitted: a random seed, returned; {SEED_RULE}", strict=True
+    )
     guidance_scale: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False, strict=True)
     gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
 
@@ -53,7 +60,7 @@ class SamplingFields(JsonNumbers):
 
 
 class GenerateRequest(SamplingFields):
-    """POST /generate. Omitted fields take the model's defaults; image i uses seed + i."""
+    """POST /generate. Omitted fields take the model's defaults; image i uses (seed + i) mod 2^32."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +74,7 @@ class GenerateRequest(SamplingFields):
 
 class GeneratedImage(BaseModel):
     b64_png: str
-    seed: int
+    seed: int = Field(description=SEED_RULE)
 
 
 class Timings(BaseModel):
@@ -118,7 +125,7 @@ class OpenAIImageRequest(SamplingFields):
 class OpenAIImage(BaseModel):
     b64_json: str
     revised_prompt: str | None = None
-    seed: int
+    seed: int = Field(description=SEED_RULE)
 
 
 class OpenAIImagesResponse(BaseModel):
@@ -149,9 +156,9 @@ A1111_SAMPLER = "SCott consistency"
 class A1111Txt2ImgRequest(JsonNumbers):
     """POST /sdapi/v1/txt2img as the A1111 clients send it (webuiapi, Open WebUI, SillyTavern).
 
-    The many A1111 fields with no meaning here (subseeds, hires upscalers, face restoration, styles, override
-    settings, scripts' args, save flags) are accepted and ignored; the ones that would change what is drawn are
-    refused when set (enable_hr, tiling, script_name)."""
+    The many A1111 fields with no meaning here (subseeds, hires upscalers, face restoration, styles, scripts'
+    args, save flags) are accepted and ignored; the ones that would change what is drawn are refused when set
+    (enable_hr, tiling, script_name, refiner_checkpoint, another model in override_settings)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -159,7 +166,13 @@ class A1111Txt2ImgRequest(JsonNumbers):
     negative_prompt: str = Field(
         "", max_length=MAX_PROMPT_CHARS, description="accepted and ignored: the model's guidance takes no negative"
     )
-    seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1: a random seed, returned in info", strict=True)
+    seed: int = Field(
+        -1,
+        ge=-1,
+        le=MAX_SEED,
+        description=f"-1: a random seed; info's all_seeds has each image's: {SEED_RULE}",
+        strict=True,
+    )
     steps: int = Field(
         50,
         ge=1,
@@ -172,7 +185,14 @@ class A1111Txt2ImgRequest(JsonNumbers):
     width: int | None = Field(None, ge=1, le=MAX_SIDE, description=SIZE_HELP, strict=True)
     height: int | None = Field(None, ge=1, le=MAX_SIDE, description=SIZE_HELP, strict=True)
     batch_size: int = Field(1, ge=1, le=MAX_IMAGES, strict=True)
-    n_iter: int = Field(1, ge=1, le=MAX_IMAGES, description="batches of batch_size, run one after another", strict=True)
+    n_iter: int = Field(
+        1,
+        ge=1,
+        le=MAX_IMAGES,
+        strict=True,
+        description="batches of batch_size: all batch_size x n_iter images are admitted at once or refused before any "
+        "is made; more than the server's max_queue (default 64) in one request is refused with a 422",
+    )
     sampler_name: str | None = Field(None, max_length=200, description=f"any name runs {A1111_SAMPLER!r}")
     sampler_index: str | None = Field(None, max_length=200, description="A1111's old sampler_name; ignored too")
     gamma: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True, description="extension")
@@ -186,12 +206,24 @@ class A1111Txt2ImgRequest(JsonNumbers):
     script_name: Annotated[str | None, only("")] = Field(
         None, max_length=200, description="refused when set: no scripts here"
     )
+    refiner_checkpoint: Annotated[str | None, only("")] = Field(
+        None, max_length=200, description="refused when set (null, '' and 'None' mean none): no refiner here"
+    )
+    override_settings: dict[str, Any] | None = Field(
+        None,
+        description="sd_model_checkpoint: the served model (GET /sdapi/v1/sd-models: title or model_name), another is "
+        "refused with a 422; a key set to the value GET /sdapi/v1/options reports is honoured as it is; any other key "
+        "is ignored and named in info's ignored_override_settings",
+    )
 
 
 class A1111Txt2ImgResponse(BaseModel):
-    images: list[str] = Field(description="base64 PNGs (no data: prefix), seed + i each")
+    images: list[str] = Field(description=f"base64 PNGs (no data: prefix); {SEED_RULE}")
     parameters: dict[str, Any] = Field(description="the request's fields as received")
-    info: str = Field(description="a JSON string, as A1111's: seed, all_seeds, steps used, infotexts, ...")
+    info: str = Field(
+        description="a JSON string, as A1111's: seed, all_seeds, steps used, infotexts, ...; "
+        "ignored_override_settings: the override_settings keys that changed nothing"
+    )
 
 
 class A1111Model(BaseModel):

@@ -98,9 +98,10 @@ def test_every_command_reads_sizes_in_one_grammar(made_model: Path, tmp_path: Pa
         (["generate", "x", *ON_TORCH], "--size"),
         (["build-engines", "--out", str(tmp_path / "e")], "--sizes"),
     ):
-        bad = runner.invoke(app, [*command, "--model", str(made_model), flag, "12x"])
-        assert bad.exit_code == 2, bad.output
-        assert "WIDTHxHEIGHT or SIDE" in bad.output and "'12x'" in bad.output and flag in bad.output
+        for text in ("12x", "64X64"):  # the server's grammar exactly: no capital X, spaces or non-ASCII digits
+            bad = runner.invoke(app, [*command, "--model", str(made_model), flag, text])
+            assert bad.exit_code == 2, bad.output
+            assert "WIDTHxHEIGHT or SIDE" in bad.output and f"'{text}'" in bad.output and flag in bad.output
 
 
 def test_serve_has_a_flag_for_every_setting_with_its_description_as_help() -> None:

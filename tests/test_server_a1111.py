@@ -15,6 +15,7 @@ import webuiapi
 from PIL import Image
 
 from scott.pipeline import MAX_STEPS
+from server.limits import MAX_SEED
 
 KEY = "a1111-key-0123456789"
 
@@ -99,7 +100,7 @@ FULL_PAYLOAD = {
     "s_tmax": 0,
     "s_tmin": 0,
     "s_noise": 1,
-    "override_settings": {"sd_model_checkpoint": "something.safetensors"},
+    "override_settings": {"sd_model_checkpoint": "scott-tiny"},  # the model served (GET /sdapi/v1/sd-models)
     "override_settings_restore_afterwards": True,
     "refiner_checkpoint": None,
     "refiner_switch_at": 0,
@@ -138,6 +139,7 @@ def test_the_full_a1111_payload_is_accepted(live_server) -> None:
     assert image.size == (64, 64)
     info = json.loads(data["info"])
     assert (info["seed"], info["steps"], info["cfg_scale"]) == (3, MAX_STEPS, 6.5)
+    assert info["ignored_override_settings"] == []
 
 
 @pytest.mark.parametrize(
@@ -146,6 +148,12 @@ def test_the_full_a1111_payload_is_accepted(live_server) -> None:
         ({"enable_hr": True}, "enable_hr", "hires fix"),
         ({"tiling": True}, "tiling", "tiling"),
         ({"script_name": "x/y/z plot"}, "script_name", "scripts"),
+        ({"refiner_checkpoint": "sd_xl_refiner_1.0.safetensors"}, "refiner_checkpoint", "refiner"),
+        (
+            {"override_settings": {"sd_model_checkpoint": "v1-5-pruned-emaonly.safetensors"}},
+            "override_settings.sd_model_checkpoint",
+            "the one model served is 'scott-tiny'",
+        ),
         ({"width": 100}, "width", "multiple"),
         ({"steps": True}, "steps", "integer"),
         ({"seed": -2}, "seed", "-1"),
@@ -205,3 +213,37 @@ def test_with_keys_the_client_needs_its_bearer_header(keyed_server) -> None:
     api.session.headers["Authorization"] = f"Bearer {KEY}"
     assert len(api.txt2img(prompt="x", width=32, height=32, steps=1).images) == 1
     assert api.util_get_model_names() == ["scott-tiny"]
+
+
+def test_a_model_switch_to_another_model_is_refused_naming_the_served_one(api: webuiapi.WebUIApi) -> None:
+    with pytest.raises(RuntimeError) as caught:
+        api.txt2img(prompt="x", width=32, height=32, override_settings={"sd_model_checkpoint": "other.safetensors"})
+    status, text = caught.value.args
+    error = json.loads(text)["error"]
+    assert status == 422 and error["field"] == "override_settings.sd_model_checkpoint"
+    assert "'other.safetensors'" in error["message"] and "'scott-tiny'" in error["message"]
+
+
+def test_naming_the_served_model_is_fine_and_ignored_settings_are_named_in_info(api: webuiapi.WebUIApi) -> None:
+    served = api.get_sd_models()[0]
+    overrides = {
+        "sd_model_checkpoint": served["title"],
+        "samples_format": "png",  # what GET /options reports: honoured as it is
+        "CLIP_stop_at_last_layers": 2,
+        "sd_vae": "vae-ft-mse-840000-ema-pruned.safetensors",
+    }
+    result = api.txt2img(prompt="x", steps=1, width=32, height=32, override_settings=overrides)
+    assert len(result.images) == 1
+    assert result.info["ignored_override_settings"] == ["CLIP_stop_at_last_layers", "sd_vae"]
+    by_name = api.txt2img(
+        prompt="x", steps=1, width=32, height=32, override_settings={"sd_model_checkpoint": served["model_name"]}
+    )
+    assert by_name.info["ignored_override_settings"] == []
+
+
+def test_returned_seeds_past_the_last_are_accepted_back_and_remake_their_image(api: webuiapi.WebUIApi) -> None:
+    result = api.txt2img(prompt="wrap", seed=MAX_SEED, steps=1, width=32, height=32, batch_size=2, n_iter=2)
+    assert result.info["all_seeds"] == [MAX_SEED, 0, 1, 2]
+    alone = api.txt2img(prompt="wrap", seed=result.info["all_seeds"][2], steps=1, width=32, height=32)
+    assert alone.info["all_seeds"] == [1]
+    assert np.abs(pixels(result.images[2]) - pixels(alone.image)).max() <= 2

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from server.limits import MAX_SEED
+
 MAX_LEVEL_DIFF = 1
 MAX_DIFFERING_FRACTION = 0.005
 
@@ -87,3 +89,26 @@ def test_image_i_of_a_request_equals_a_request_for_seed_plus_i(live_server) -> N
         ).content
     assert [image["seed"] for image in several["images"]] == [70, 71, 72]
     assert_same_image(base64.b64decode(several["images"][2]["b64_png"]), single)
+
+
+WRAPPING = {"prompt": "past the last seed", "steps": 1, "width": 32, "height": 32}
+
+
+def test_seeds_past_the_last_go_on_from_0_and_each_remakes_its_image_alone(live_server) -> None:
+    with httpx.Client(base_url=live_server.url, timeout=60) as client:
+        several = client.post("/generate", json={**WRAPPING, "seed": MAX_SEED, "num_images": 8}).json()
+        assert [image["seed"] for image in several["images"]] == [MAX_SEED, *range(7)]
+        for image in several["images"]:  # every seed returned is accepted back and makes the same image alone
+            alone = client.post("/generate", json={**WRAPPING, "seed": image["seed"]}, headers={"Accept": "image/png"})
+            assert alone.status_code == 200, alone.text
+            assert_same_image(base64.b64decode(image["b64_png"]), alone.content)
+
+
+def test_openai_seeds_wrap_the_same_way(live_server) -> None:
+    body = {"prompt": WRAPPING["prompt"], "steps": 1, "size": "32x32"}
+    with httpx.Client(base_url=live_server.url + "/v1", timeout=60) as client:
+        several = client.post("/images/generations", json={**body, "seed": MAX_SEED - 1, "n": 3}).json()["data"]
+        assert [image["seed"] for image in several] == [MAX_SEED - 1, MAX_SEED, 0]
+        alone = client.post("/images/generations", json={**body, "seed": several[2]["seed"]})
+        assert alone.status_code == 200, alone.text
+    assert_same_image(base64.b64decode(several[2]["b64_json"]), base64.b64decode(alone.json()["data"][0]["b64_json"]))

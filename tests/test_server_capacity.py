@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -131,6 +132,46 @@ def test_a_disconnected_client_is_dropped_before_it_costs_compute(server, gated)
     wait_until(lambda: server.app.state.service.batcher.idle, 10, "the worker idle on an empty queue")
     assert metric(url, "scott_images_generated_total") == before + 1
     assert metric(url, 'scott_rejections_total{reason="disconnected"}') == 1
+
+
+A1111_8X8 = {"prompt": "many", "batch_size": 8, "n_iter": 8, "steps": 1, "width": 32, "height": 32}
+
+
+def test_an_a1111_request_is_admitted_whole_or_refused_before_any_work(gated) -> None:
+    # Room for one request of 8 x 8 images: of 6 sent at once while the worker is held, 5 are refused at once.
+    settings = ServerSettings(max_batch_size=8, max_wait_ms=1, max_queue=64, request_timeout_s=60)
+    with BackgroundServer(create_app(settings, pipeline=gated)) as running, ThreadPoolExecutor(6) as pool:
+        url = running.url
+        before = metric(url, "scott_images_generated_total")
+        occupant = hold_worker(running, gated)
+        sent = [
+            pool.submit(httpx.post, url + "/sdapi/v1/txt2img", json={**A1111_8X8, "seed": 100 * i}, timeout=120)
+            for i in range(6)
+        ]
+        wait_until(lambda: sum(f.done() for f in sent) == 5, 30, "five of six refused while the worker is held")
+        for response in [f.result() for f in sent if f.done()]:
+            assert response.status_code == 429 and response.json()["error"]["type"] == "queue_full", response.text
+            assert int(response.headers["Retry-After"]) >= 1
+        assert metric(url, "scott_queue_depth") == 64  # the one admitted, whole
+        release(gated, occupant)
+        (admitted,) = [r for r in (f.result(timeout=120) for f in sent) if r.status_code != 429]
+        assert admitted.status_code == 200, admitted.text
+        assert len(admitted.json()["images"]) == 64
+        # Every image made was delivered: the occupant's and the admitted request's, nothing for the refused.
+        assert metric(url, "scott_images_generated_total") == before + 1 + 64
+        assert metric(url, 'scott_rejections_total{reason="queue_full"}') == 5
+
+
+def test_more_images_than_the_queue_ever_holds_is_a_422_naming_n_iter_and_the_limit(server) -> None:
+    before = metric(server.url, "scott_images_generated_total")
+    response = httpx.post(server.url + "/sdapi/v1/txt2img", json={**A1111_8X8, "n_iter": 2}, timeout=60)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "n_iter" and "8 x 2 = 16 images" in error["message"], error
+    assert "at most 8" in error["message"] and "max_queue" in error["message"], error
+    fits = httpx.post(server.url + "/sdapi/v1/txt2img", json={**A1111_8X8, "n_iter": 1}, timeout=60)
+    assert fits.status_code == 200 and len(fits.json()["images"]) == 8
+    assert metric(server.url, "scott_images_generated_total") == before + 8
 
 
 def test_shutdown_finishes_admitted_requests_then_stops_the_worker(gated, tiny_pipeline) -> None:

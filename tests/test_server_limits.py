@@ -16,6 +16,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support import raw_http
+from tests.support.raw_http import closed_by_server, read_response
+
 RECEIVE_TIMEOUT_S = 1.0
 
 
@@ -31,39 +34,7 @@ def server(tiny_pipeline) -> Iterator:
 
 
 def connect(server) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response: status, lower-cased headers, body (by Content-Length)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a response: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-    while len(body) < int(headers.get("content-length", 0)):
-        chunk = sock.recv(65536)
-        assert chunk, "closed inside the body"
-        body += chunk
-    return int(status_line.split()[1]), headers, body
-
-
-def closed_by_server(sock: socket.socket, within_s: float) -> bool:
-    """True when the server closes (EOF or reset) within within_s; pending bytes are read and dropped."""
-    sock.settimeout(within_s)
-    try:
-        while sock.recv(65536):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        pass
-    return True
+    return raw_http.connect(server.port)
 
 
 def assert_error(body: bytes, kind: str, field: str) -> dict:

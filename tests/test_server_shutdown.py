@@ -119,6 +119,30 @@ def test_sigterm_fails_readiness_serves_for_the_drain_delay_then_refuses_new_wor
         assert not running.thread.is_alive(), "the server did not exit after the drain"
 
 
+def test_an_admitted_a1111_request_of_many_batches_finishes_after_sigterm(gated_pipeline) -> None:
+    settings = ServerSettings(max_batch_size=8, log_level="warning")
+    body = {"prompt": "drain", **SMALL, "batch_size": 8, "n_iter": 8}
+    with (
+        draining_server(settings, gated_pipeline) as running,
+        httpx.Client(base_url=running.url) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        wait_until(lambda: readiness(client) == "ready", 60, "/readyz to pass")
+        gated_pipeline.close()
+        many = pool.submit(httpx.post, running.url + "/sdapi/v1/txt2img", json=body, timeout=60)
+        assert gated_pipeline.holding.wait(30)  # its first batch of 8 runs; 56 images wait in the queue
+        running.sigterm()
+        wait_until(lambda: readiness(client) == "stopping", 10, "new requests refused")
+        late = client.post("/sdapi/v1/txt2img", json={"prompt": "too late", **SMALL})
+        assert late.status_code == 503 and late.json()["error"]["type"] == "shutting_down"
+        gated_pipeline.gate.set()
+        response = many.result(timeout=60)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["images"]) == 64
+        running.thread.join(15)
+        assert not running.thread.is_alive(), "the server did not exit after the drain"
+
+
 def test_a_signal_while_loading_stops_without_ever_becoming_ready(gated_pipeline) -> None:
     gated_pipeline.close()  # the warm-up generation waits at the gate
     settings = ServerSettings(drain_seconds=5, drain_timeout_s=10, log_level="warning")

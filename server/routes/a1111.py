@@ -4,7 +4,6 @@ call first (sd-models, samplers, options). Same generation path, batching, limit
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -15,7 +14,6 @@ from scott.pipeline import MAX_STEPS
 from server.cancellation import with_cancellation
 from server.errors import ApiError, documented
 from server.generation import generate_images
-from server.limits import MAX_IMAGES
 from server.schemas import (
     A1111_SAMPLER,
     A1111Model,
@@ -40,6 +38,8 @@ def _refuse_what_cannot_be_honoured(body: A1111Txt2ImgRequest) -> None:
         raise _invalid("tiling", "tiling is not supported; send tiling false")
     if body.script_name:
         raise _invalid("script_name", "scripts are not supported; omit script_name")
+    if body.refiner_checkpoint not in (None, "", "None", "none"):  # A1111's own ways of saying "no refiner"
+        raise _invalid("refiner_checkpoint", "a refiner is not supported; send refiner_checkpoint null")
 
 
 @router.post(
@@ -51,7 +51,10 @@ def _refuse_what_cannot_be_honoured(body: A1111Txt2ImgRequest) -> None:
 async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgResponse:
     """A1111's txt2img: seed -1 is random; steps past the sampler's maximum run the maximum (info says so)."""
     service: GenerationService = request.app.state.service
+    name = service.settings.served_model_name
     _refuse_what_cannot_be_honoured(body)
+    ignored = _ignored_overrides(body, name)
+    total = _image_count(body, service.settings.max_queue)
     sampling = SamplingFields(
         prompt=body.prompt,
         steps=min(body.steps, MAX_STEPS),  # A1111 clients default to 20-50 steps: refusing them would break them all
@@ -59,42 +62,44 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> A1111Txt2ImgRe
         guidance_scale=body.cfg_scale,
         gamma=body.gamma,
     )
-    runs = await _generate_all(service, sampling, body)
-    info = _info(body, runs, service.settings.served_model_name)
-    images = [data for run in runs for data, _ in run.b64_pngs()] if body.send_images else []
+    # All batch_size x n_iter images are one job, admitted whole (or refused before any work) and batched by the
+    # server; image i has seed + i as A1111 numbers them, mod 2^32 (server.params.ImageRequests).
+    generation = await generate_images(service, sampling, n=total, width=body.width, height=body.height)
+    info = _info(body, generation, name, ignored)
+    images = [data for data, _ in generation.b64_pngs()] if body.send_images else []
     return A1111Txt2ImgResponse(images=images, parameters=body.model_dump(), info=json.dumps(info))
 
 
-async def _generate_all(
-    service: GenerationService, sampling: SamplingFields, body: A1111Txt2ImgRequest
-) -> list[Generation]:
-    """batch_size x n_iter images, image i with seed + i as A1111 numbers them, in requests of at most MAX_IMAGES:
-    the first fixes the seed (-1: random), the rest go at once and batch together."""
-    total, size = body.batch_size * body.n_iter, {"width": body.width, "height": body.height}
-    first = await generate_images(service, sampling, n=min(total, MAX_IMAGES), **size)
-    seed = first.params.first.seed
-    try:
-        async with asyncio.TaskGroup() as group:  # one failing cancels the others
-            rest = [
-                group.create_task(
-                    generate_images(
-                        service,
-                        sampling.model_copy(update={"seed": seed + start}),
-                        n=min(MAX_IMAGES, total - start),
-                        **size,
-                    )
-                )
-                for start in range(MAX_IMAGES, total, MAX_IMAGES)
-            ]
-    except ExceptionGroup as failed:  # the first refusal (429, 504, ...) as it is
-        raise failed.exceptions[0] from None
-    return [first, *(task.result() for task in rest)]
+def _image_count(body: A1111Txt2ImgRequest, max_queue: int) -> int:
+    """batch_size x n_iter, refused (422) past what this server can ever admit at once: its max_queue."""
+    total = body.batch_size * body.n_iter
+    if total > max_queue:
+        message = (
+            f"batch_size x n_iter is {body.batch_size} x {body.n_iter} = {total} images; this server takes at most "
+            f"{max_queue} in one request (its max_queue)"
+        )
+        raise _invalid("n_iter", message)
+    return total
 
 
-def _info(body: A1111Txt2ImgRequest, runs: list[Generation], name: str) -> dict[str, Any]:
-    """A1111's `info`: what was generated, the steps really run and the ones asked for."""
-    first = runs[0].params.first
-    seeds = [seed for run in runs for seed in run.params.seeds]
+def _ignored_overrides(body: A1111Txt2ImgRequest, name: str) -> list[str]:
+    """The override_settings keys that change nothing here (info names them); another checkpoint is refused.
+
+    A key set to the value GET /options reports (the served checkpoint among them) is honoured as it is."""
+    overrides = body.override_settings or {}
+    checkpoint = overrides.get("sd_model_checkpoint")
+    if checkpoint is not None and checkpoint != name:
+        message = (
+            f"{str(checkpoint)[:200]!r} is not served here; the one model served is {name!r} (GET /sdapi/v1/sd-models)"
+        )
+        raise _invalid("override_settings.sd_model_checkpoint", message)
+    options = _options(name)
+    return sorted(key for key, value in overrides.items() if key not in options or options[key] != value)
+
+
+def _info(body: A1111Txt2ImgRequest, generation: Generation, name: str, ignored: list[str]) -> dict[str, Any]:
+    """A1111's `info`: what was generated, the steps really run and the ones asked for, the settings ignored."""
+    first, seeds = generation.params.first, generation.params.seeds
     n = len(seeds)
     infotexts = [
         f"{body.prompt}\nSteps: {first.steps}, Sampler: {A1111_SAMPLER}, CFG scale: {first.guidance_scale:g}, "
@@ -126,7 +131,8 @@ def _info(body: A1111Txt2ImgRequest, runs: list[Generation], name: str) -> dict[
         "styles": [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": 1,
-        "batch_sizes": [size for run in runs for size in run.result.batch_sizes],
+        "batch_sizes": generation.result.batch_sizes,
+        "ignored_override_settings": ignored,
         "version": "scott-serve",
     }
 
@@ -146,7 +152,11 @@ async def samplers() -> list[A1111Sampler]:
 @router.get("/options", responses=documented(401, 429))
 async def options(request: Request) -> dict[str, Any]:
     """The options A1111 clients read: the checkpoint served, the image format."""
-    name = request.app.state.service.settings.served_model_name
+    return _options(request.app.state.service.settings.served_model_name)
+
+
+def _options(name: str) -> dict[str, Any]:
+    """What GET /options reports, and so the override_settings values that are honoured as they are."""
     return {
         "sd_model_checkpoint": name,
         "sd_checkpoint_hash": None,

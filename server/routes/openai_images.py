@@ -49,8 +49,8 @@ async def images_generations(body: OpenAIImageRequest, request: Request) -> Open
     if body.size is not None and body.size != "auto":
         try:
             width, height = parse_size(body.size)
-        except ValueError as exc:
-            raise _invalid("size", str(exc)) from exc
+        except ValueError as exc:  # 422 as for a size the model cannot make: one status for every bad size
+            raise ApiError(422, "invalid_request", f"size: {exc}", field="size") from exc
     generation = await generate_images(service, body, n=body.n or 1, width=width, height=height, size_field="size")
     first = generation.params.first
     return OpenAIImagesResponse(
