@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from engines.load_options import LoadOptions
+from engines.memory_budget import MemoryPlan
 from scott.models import load_serving_card
 from scott.pipeline import TextToImagePipeline
 
@@ -46,3 +47,14 @@ def load_pipeline(
     pipeline = load(model_dir, options, log=log)
     pipeline.info = pipeline.info.with_card(card)
     return pipeline
+
+
+def memory_plan(model_dir: str | Path, options: LoadOptions) -> MemoryPlan | None:
+    """How loading would lay the model out in memory, checked against this process's limit before any export or
+    compile (MemoryBudgetError naming the numbers when it cannot fit); None for a backend with no estimate yet
+    (torch, onnx, tensorrt)."""
+    if (options.backend or default_backend(options.device)) != "openvino":
+        return None
+    from engines.openvino_backend import memory_plan as openvino_plan
+
+    return openvino_plan(model_dir, options)

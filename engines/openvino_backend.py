@@ -1,6 +1,9 @@
-"""OpenVINO backend: the model's ONNX export compiled by OpenVINO for the CPU, one compiled model per static shape.
+"""OpenVINO backend: the model's ONNX export compiled by OpenVINO for the CPU, one compiled model per static shape
+when they all fit in memory, else one per image size with a dynamic batch dimension (engines.memory_budget).
 
-Static shapes let OpenVINO plan each network's memory and kernels once (the server warms every batch size up front).
+Static shapes let OpenVINO plan each network's memory and kernels once (the server warms every batch size up front);
+each holds its own copy of the weights, so SD-1.5 at 512x512 needs about 3.5 GB more per batch size. A dynamic batch
+holds the weights once, runs 1.2-1.6x slower on the shipped model and gives an image bit for bit whatever its batch.
 Precision is OpenVINO's inference precision hint: `auto` is bf16 on CPUs that compute it natively (AVX512_BF16, AMX),
 else f32. Compiled blobs go to OpenVINO's model cache under <cache_dir>/openvino/<version>/<precision>, so a restart
 loads instead of recompiling. Each call returns a fresh torch tensor the caller owns.
@@ -16,9 +19,11 @@ import torch
 
 from engines.graph_backend import ExportedGraphBackend, load_exported_pipeline
 from engines.load_options import LoadOptions
+from engines.memory_budget import MemoryPlan, plan_for_folder
 from engines.onnx_export import OnnxExport, default_cache_dir
 from engines.shapes import NETWORKS
 from engines.threads import physical_cores
+from scott.decoder import resolve_decoder
 from scott.pipeline import TextToImagePipeline
 from scott.precision import Precision
 
@@ -41,7 +46,6 @@ class OpenVinoBackend(ExportedGraphBackend):
     """Text encoder, UNet and VAE decoder of one ONNX export, compiled by OpenVINO on the CPU."""
 
     name = "openvino"
-    per_shape = True  # one compiled model per static input shape
 
     def __init__(
         self,
@@ -50,11 +54,12 @@ class OpenVinoBackend(ExportedGraphBackend):
         precision: Precision = Precision.AUTO,
         threads: int | None = None,
         cache_dir: str | Path | None = None,
+        max_batch_size: int | None = None,
     ) -> None:
-        try:
-            import openvino as ov
-        except ImportError as err:
-            raise RuntimeError("openvino backend needs the `openvino` package (pip install openvino)") from err
+        """max_batch_size: None compiles one model per static input shape (fastest); a number compiles one model per
+        network and image size whose batch dimension runs 1..2 x max_batch_size (the UNet's batch doubles under
+        classifier-free guidance), holding its weights once: engines.memory_budget decides which fits."""
+        ov = _openvino()
         self.device = torch.device(device)
         if self.device.type != "cpu":
             raise RuntimeError(f"openvino backend runs on the CPU here, not {self.device}; use torch or tensorrt")
@@ -77,16 +82,26 @@ class OpenVinoBackend(ExportedGraphBackend):
             "INFERENCE_NUM_THREADS": threads or physical_cores(),
         }
         self._requests: dict[tuple[str, tuple[tuple[int, ...], ...]], Any] = {}
+        self._batch_bound = None if max_batch_size is None else 2 * max_batch_size
+        self.per_shape = self._batch_bound is None  # a dynamic batch compiles once per size: nothing to warm per batch
 
     def _request(self, network: str, inputs: dict[str, torch.Tensor]) -> Any:
-        """The infer request of `network` compiled for these input shapes (compiled, or loaded from cache, once)."""
-        key = (network, tuple(tuple(v.shape) for v in inputs.values()))
+        """The infer request of `network` compiled for these input shapes (compiled, or loaded from cache, once);
+        with a dynamic batch, one per shape but its batch."""
+        dynamic = self._batch_bound is not None
+        key = (network, tuple(tuple(v.shape[1:] if dynamic else v.shape) for v in inputs.values()))
         if key not in self._requests:
             model = self.models[network].clone()
-            model.reshape({name: self._ov.PartialShape(list(v.shape)) for name, v in inputs.items()})
+            model.reshape({name: self._shape(tuple(v.shape)) for name, v in inputs.items()})
             compiled = self.core.compile_model(model, "CPU", self.config)
             self._requests[key] = compiled.create_infer_request()
         return self._requests[key]
+
+    def _shape(self, shape: tuple[int, ...]) -> Any:
+        """The shape a model is compiled for: this one, or with its batch dimension running 1..the bound."""
+        if self._batch_bound is None:
+            return self._ov.PartialShape(list(shape))
+        return self._ov.PartialShape([self._ov.Dimension(1, self._batch_bound), *shape[1:]])
 
     def _run(self, network: str, inputs: dict[str, torch.Tensor], dims: dict[str, int]) -> torch.Tensor:
         checked = self._checked_inputs(network, inputs, dims)
@@ -105,12 +120,36 @@ def load_openvino_pipeline(
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
 ) -> TextToImagePipeline:
-    """A pipeline over the model's ONNX export, compiled by OpenVINO (its blobs cached under cache_dir)."""
+    """A pipeline over the model's ONNX export, compiled by OpenVINO (its blobs cached under cache_dir), laid out to
+    fit this process's memory; MemoryBudgetError before any export when it cannot."""
     options = options or LoadOptions(backend="openvino")
+    plan = memory_plan(model_dir, options)
+    if log is not None:
+        log(str(plan))
+    batch_bound = None if plan.static_shapes else options.max_batch_size
 
     def backend_over(root: Path) -> OpenVinoBackend:
         return OpenVinoBackend(
-            root, options.device or "cpu", precision=options.precision, threads=options.threads, cache_dir=cache_dir
+            root,
+            options.device or "cpu",
+            precision=options.precision,
+            threads=options.threads,
+            cache_dir=cache_dir,
+            max_batch_size=batch_bound,
         )
 
     return load_exported_pipeline(model_dir, options, backend_over, log, onnx_dir, cache_dir)
+
+
+def memory_plan(model_dir: str | Path, options: LoadOptions) -> MemoryPlan:
+    """How the folder's networks would be compiled to fit this process's memory (MemoryBudgetError if they cannot)."""
+    precision = resolve_precision(_openvino().Core(), options.precision)
+    return plan_for_folder(model_dir, resolve_decoder(model_dir, options.decoder), precision, options.max_batch_size)
+
+
+def _openvino() -> Any:
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise RuntimeError("openvino backend needs the `openvino` package (pip install openvino)") from err
+    return ov

@@ -119,15 +119,21 @@ def read_scheduler_config(model_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(model_dir) / "scheduler" / "scheduler_config.json").read_text())
 
 
+def require_model_folder(path: str | Path) -> Path:
+    """The folder, if it has every subfolder a model needs; FileNotFoundError naming the missing ones if not."""
+    root = Path(path)
+    missing = [f"{name}/" for name in SUBFOLDERS if not (root / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{root} is not a diffusers model folder: missing {', '.join(missing)}")
+    return root
+
+
 def load_model(
     path: str | Path, dtype: torch.dtype = torch.float32, decoder: DecoderChoice = FULL_DECODER
 ) -> ModelBundle:
     """Load a diffusers-format folder from local disk (never from a hub), with the tiny decoder if one is chosen
     (scott.decoder.resolve_decoder; one that does not fit the model's latents raises DecoderMismatch)."""
-    root = Path(path)
-    missing = [f"{name}/" for name in SUBFOLDERS if not (root / name).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{root} is not a diffusers model folder: missing {', '.join(missing)}")
+    root = require_model_folder(path)
     common: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
     bundle = ModelBundle(
         path=root,

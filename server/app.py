@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import math
 import sys
@@ -20,6 +21,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from uvicorn.config import STARTUP_FAILURE
 
+from engines.loader import memory_plan
+from engines.memory_budget import MemoryBudgetError
 from scott.pipeline import TextToImagePipeline
 from server.auth import ApiKeys
 from server.docs import app_with_docs
@@ -132,6 +135,13 @@ def uvicorn_config(app: FastAPI, **options: Any) -> uvicorn.Config:
     return uvicorn.Config(app, http=protocol, ws="none", **options)
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, and the server's own loggers (each loading step with its time, failures) on its handler."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def build_server(app: FastAPI) -> DrainingServer:
     """The uvicorn server for an app from create_app, listening where its settings say."""
     settings: ServerSettings = app.state.settings
@@ -140,6 +150,7 @@ def build_server(app: FastAPI) -> DrainingServer:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         # after the drain only responses being written remain; a second signal skips the drain and waits here
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
@@ -147,7 +158,15 @@ def build_server(app: FastAPI) -> DrainingServer:
 
 
 def serve(settings: ServerSettings) -> None:
-    """Serve on settings.host:settings.port in this process until SIGTERM or SIGINT (`scott serve`)."""
+    """Serve on settings.host:settings.port in this process until SIGTERM or SIGINT (`scott serve`); a model that
+    cannot fit in this process's memory is refused before listening, with the numbers (exit status 2)."""
+    try:
+        memory_plan(settings.model_dir, settings.load_options())  # loading logs the plan it takes
+    except MemoryBudgetError as exc:
+        print(f"scott serve: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (OSError, ValueError, KeyError):
+        pass  # a folder that cannot be read: loading says what is wrong, on /readyz and in the log
     server = build_server(create_app(settings))
     with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl+C, re-raised by uvicorn
         server.run()

@@ -11,15 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.limits import clip
 from server.schemas import ErrorDetail, ErrorResponse, FieldError
 
 _PATHS = re.compile(r"(?:/[^\s/]+)+/([^\s/]+)")  # an absolute path -> its last part
-MAX_LISTED_ERRORS = 10  # of a body with 8,000 unknown keys: ten listed and the count, not an 8,000-item answer
-_SHOWN_CHARS = 100  # of a name the client chose (a field, a path), in a message
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+MAX_LISTED_ERRORS = 10  # of a body with many errors: ten listed and the count (a flood of unknown keys: schemas)
 
 
 def without_paths(text: str) -> str:
@@ -83,7 +79,7 @@ def error_response(
 def describe_validation_error(error: Mapping[str, Any]) -> FieldError:
     """A pydantic error -> the field's dotted name and a message that names it (pydantic's text carries the limit)."""
     loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-    field = _clip(".".join(loc)) or "body"
+    field = clip(".".join(loc)) or "body"
     kind, msg = error.get("type", ""), str(error.get("msg", "invalid"))
     if kind == "json_invalid":
         reason = (error.get("ctx") or {}).get("error", "malformed")
@@ -143,10 +139,10 @@ def install_error_handlers(app: FastAPI, on_reject: Callable[[str], None]) -> No
             on_reject("invalid")
             return _invalid([_unparsable(exc.__cause__)])
         if exc.status_code == 404:
-            message = f"path: {_clip(request.url.path)!r} is not served here"
+            message = f"path: {clip(request.url.path)!r} is not served here"
             return error_response(404, "not_found", message, "path", headers=exc.headers)
         if exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "")
-            message = f"method: {request.method} is not allowed on {_clip(request.url.path)!r}; allowed: {allowed}"
+            message = f"method: {request.method} is not allowed on {clip(request.url.path)!r}; allowed: {allowed}"
             return error_response(405, "method_not_allowed", message, "method", headers=exc.headers)
         return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)

@@ -16,11 +16,9 @@ from engines.load_options import LoadOptions
 from engines.loader import load_pipeline
 from engines.openvino_backend import load_openvino_pipeline, resolve_precision
 from scott.pipeline import ImageRequest, TextToImagePipeline
+from tests.support.bounds import BF16_MAX_BOUND, BF16_MEAN_BOUND
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "scott-tiny"
-# bf16 against torch f32 on the 8 prompts, of 255: room for another CPU's kernels, not for a wrong graph (f32 and bf16
-# blobs mixed up gave max 255). Measured values beside each use.
-BF16_MEAN_BOUND, BF16_MAX_BOUND = 2.0, 64
 
 
 def requests(steps: int, seeds: list[int] | None = None) -> list[ImageRequest]:
