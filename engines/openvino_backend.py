@@ -25,6 +25,7 @@ from engines.onnx_export import OnnxExport, default_cache_dir
 from engines.shapes import NETWORKS, TEXT_ENCODER
 from engines.threads import physical_cores
 from scott.decoder import resolve_decoder
+from scott.models import require_model_folder
 from scott.pipeline import TextToImagePipeline
 from scott.precision import Precision
 
@@ -93,7 +94,8 @@ class OpenVinoBackend(ExportedGraphBackend):
     def _request(self, network: str, inputs: dict[str, torch.Tensor]) -> Any:
         """The infer request of `network` compiled for these input shapes (compiled, or loaded from cache, once);
         with a dynamic batch, one per shape but its batch."""
-        dynamic = network in self._dynamic
+        # A caller past the bound (scott eval's batches of 24; the server never is) gets that batch's own shape.
+        dynamic = network in self._dynamic and next(iter(inputs.values())).shape[0] <= self._batch_bound
         key = (network, tuple(tuple(v.shape[1:] if dynamic else v.shape) for v in inputs.values()))
         if key not in self._requests:
             # A clone shares its source's weights: the compiled models of one network hold them once.
@@ -149,8 +151,9 @@ def load_openvino_pipeline(
 
 def memory_plan(model_dir: str | Path, options: LoadOptions) -> MemoryPlan:
     """How the folder's networks would be compiled to fit this process's memory (MemoryBudgetError if they cannot)."""
-    precision = resolve_precision(_openvino().Core(), options.precision)
-    return plan_for_folder(model_dir, resolve_decoder(model_dir, options.decoder), precision, options.max_batch_size)
+    decoder = resolve_decoder(require_model_folder(model_dir), options.decoder)  # a wrong folder fails before OpenVINO
+    precision = resolve_precision(_openvino().Core(), options.precision)  # loads, as what it says depends on the CPU
+    return plan_for_folder(model_dir, decoder, precision, options.max_batch_size)
 
 
 def _openvino() -> Any:

@@ -255,3 +255,10 @@ def test_the_text_encoder_is_compiled_once_for_every_batch_size(cache_dir) -> No
     compiled = [network for network, _ in pipeline.backend._requests]
     assert compiled.count("text_encoder") == 1
     assert compiled.count("unet") == compiled.count("vae_decoder") == 8  # the hot path keeps its static shapes
+
+
+def test_a_batch_past_the_compiled_bound_still_runs(cache_dir) -> None:
+    """The server never passes max_batch_size; a direct caller may (scott eval encodes 24 prompts at once)."""
+    pipeline = load_openvino_pipeline(SHIPPED, LoadOptions("openvino", max_batch_size=2), cache_dir=cache_dir)
+    seeds = list(range(5))  # 5 > 2 x max_batch_size: the text encoder's dynamic batch bound
+    assert pipeline.generate(requests(1, seeds)).images.shape[0] == len(seeds)
