@@ -17,6 +17,7 @@ with batches 1 and 2 (estimate 8.28 / 12.02), dynamic 8.14 / 8.86 GB at batch 1 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +46,7 @@ def parameter_count(folder: Path) -> int:
     total = 0
     for file in sorted(folder.glob("*.safetensors")):
         with safe_open(str(file), "pt") as tensors:
-            for name in tensors.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                count = 1
-                for side in tensors.get_slice(name).get_shape():
-                    count *= side
-                total += count
+            total += sum(math.prod(tensors.get_slice(name).get_shape()) for name in tensors.keys())  # noqa: SIM118
     return total
 
 

@@ -20,24 +20,41 @@ class MemoryLimit:
         return f"{self.bytes / 2**30:.1f} GiB ({self.source})"
 
 
-def _cgroup_limits(proc_cgroup: str, root: Path) -> list[int]:
-    """Every memory limit on the way from this process's cgroup up to the root (the smallest one binds)."""
-    limits = []
+@dataclass(frozen=True)
+class MemoryCgroup:
+    """This process's cgroup in one hierarchy that can limit memory."""
+
+    root: Path  # the hierarchy's top folder
+    folder: Path  # this process's cgroup in it
+    limit_file: str  # memory.max (v2) or memory.limit_in_bytes (v1)
+
+
+def memory_cgroups(proc_cgroup: str, root: Path = CGROUP_ROOT) -> list[MemoryCgroup]:
+    """This process's cgroup in each memory hierarchy, from the lines of /proc/self/cgroup."""
+    found = []
     for line in proc_cgroup.splitlines():
         hierarchy, controllers, path = line.split(":", 2)
         if hierarchy == "0" and controllers == "":  # v2: one unified tree
-            base, names = root if (root / "cgroup.controllers").is_file() else root / "unified", ("memory.max",)
+            base, name = root if (root / "cgroup.controllers").is_file() else root / "unified", "memory.max"
         elif "memory" in controllers.split(","):  # v1: the memory controller's own tree
-            base, names = root / "memory", ("memory.limit_in_bytes",)
+            base, name = root / "memory", "memory.limit_in_bytes"
         else:
             continue
-        folder = base / path.lstrip("/")
+        found.append(MemoryCgroup(base, base / path.lstrip("/"), name))
+    return found
+
+
+def _cgroup_limits(proc_cgroup: str, root: Path) -> list[int]:
+    """Every memory limit on the way from this process's cgroup up to the root (the smallest one binds)."""
+    limits = []
+    for cgroup in memory_cgroups(proc_cgroup, root):
+        folder = cgroup.folder
         while True:
-            for name in names:
-                text = (folder / name).read_text().strip() if (folder / name).is_file() else "max"
-                if text != "max" and int(text) < _UNLIMITED:
-                    limits.append(int(text))
-            if folder == base or base not in folder.parents:
+            file = folder / cgroup.limit_file
+            text = file.read_text().strip() if file.is_file() else "max"
+            if text != "max" and int(text) < _UNLIMITED:
+                limits.append(int(text))
+            if folder == cgroup.root or cgroup.root not in folder.parents:
                 break
             folder = folder.parent
     return limits

@@ -9,21 +9,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path("/sys/fs/cgroup")
+from engines.memory_limit import MemoryCgroup, memory_cgroups
 
 
-def _own_memory_cgroup() -> tuple[Path, str] | None:
-    """(folder of this process's memory cgroup, the limit file's name), or None where none is writable."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        hierarchy, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            folder, name = ROOT / "memory" / path.lstrip("/"), "memory.limit_in_bytes"
-        elif hierarchy == "0" and controllers == "" and (ROOT / "cgroup.controllers").is_file():
-            folder, name = ROOT / path.lstrip("/"), "memory.max"
-        else:
-            continue
-        if folder.is_dir() and os.access(folder, os.W_OK):
-            return folder, name
+def _own_memory_cgroup() -> MemoryCgroup | None:
+    """This process's memory cgroup where one can be made under it, or None."""
+    for cgroup in memory_cgroups(Path("/proc/self/cgroup").read_text()):
+        if (cgroup.folder / cgroup.limit_file).is_file() and os.access(cgroup.folder, os.W_OK):
+            return cgroup
     return None
 
 
@@ -39,14 +32,13 @@ def cgroup_unavailable() -> str | None:
 @contextlib.contextmanager
 def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
     """A new cgroup limited to limit_bytes; yields its cgroup.procs file (write a pid there to move a process in)."""
-    found = _own_memory_cgroup()
-    if found is None:
+    own = _own_memory_cgroup()
+    if own is None:
         raise RuntimeError(cgroup_unavailable())
-    parent, limit_file = found
-    folder = parent / f"scott-test-{uuid.uuid4().hex[:8]}"
+    folder = own.folder / f"scott-test-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     try:
-        (folder / limit_file).write_text(str(limit_bytes))
+        (folder / own.limit_file).write_text(str(limit_bytes))
         yield folder / "cgroup.procs"
     finally:
         with contextlib.suppress(OSError):  # busy while a process is still inside: the kernel frees it when empty
