@@ -11,7 +11,7 @@ A static compiled model per batch size (fastest) holds weights once per size and
 one model with a dynamic batch dimension holds weights once and activations for the largest batch. Measured RSS
 against this estimate, bf16 (2-core AMD EPYC, 2026-12-07): SD-1.5 at 512x512 static 8.04 GB at batch 1 and 11.71
 with batches 1 and 2 (estimate 8.28 / 12.02), dynamic 8.14 / 8.86 GB at batch 1 / 2 (8.28 / 9.08); the shipped
-64x64 model static with batches 1-8, 1.45 GB (1.43).
+64x64 model static with batches 1-8, 1.44 GB (1.43; the text encoder, compiled once, is counted per batch size).
 """
 
 from __future__ import annotations
